@@ -1,0 +1,56 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Options of the [glance] group (Glance through keystoneauth1)."""
+
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+from ironic_images._i18n import _
+
+group = cfg.OptGroup(name='glance', title='Glance image service options')
+
+opts = [
+    cfg.IntOpt('num_retries',
+               default=3, min=0,
+               help=_('Times a Glance request is retried after a '
+                      'connection failure or a 503 before TemporaryFailure '
+                      'is raised. Default: 3.')),
+    cfg.ListOpt('allowed_direct_url_schemes',
+                default=[],
+                help=_('Schemes of an image\'s direct_url that may be read '
+                       'directly instead of through the Glance API. Only '
+                       '"file" is supported; such paths pass the same '
+                       'checks as the file:// service ([file]'
+                       'allowed_paths). Default: none.')),
+]
+
+_SERVICE_TYPE = 'image'
+
+
+def register_opts(conf):
+    conf.register_group(group)
+    conf.register_opts(opts, group=group)
+    ks_loading.register_session_conf_options(conf, group.name)
+    ks_loading.register_auth_conf_options(conf, group.name)
+    ks_loading.register_adapter_conf_options(conf, group.name)
+    conf.set_default('service_type', _SERVICE_TYPE, group=group.name)
+
+
+def list_opts():
+    """Options of the group, keystoneauth ones included, for the samples."""
+    ks_opts = (ks_loading.get_session_conf_options()
+               + ks_loading.get_auth_common_conf_options()
+               + ks_loading.get_auth_plugin_conf_options('password')
+               + ks_loading.get_adapter_conf_options(include_deprecated=False))
+    unique = {opt.dest: opt for opt in ks_opts}
+    return opts + sorted(unique.values(), key=lambda opt: opt.dest)

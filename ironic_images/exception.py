@@ -1,0 +1,170 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The exceptions of ironic-images.
+
+Every public function either succeeds or raises a subclass of
+:class:`IronicImagesException`. Messages are made from a class-level
+``_msg_fmt`` filled with the keyword arguments, and are always passed
+through :func:`ironic_images.masking.mask_text`, so a URL carrying
+credentials never reaches a log line through an exception.
+"""
+
+
+from ironic_images._i18n import _
+from ironic_images import masking
+
+
+_HREF_KWARGS = ('image_href', 'redirect_url', 'checksum_url', 'url')
+
+
+class _Unknowns(dict):
+    """Format arguments that render a missing one as "unknown"."""
+
+    def __missing__(self, key):
+        return _('unknown')
+
+
+class IronicImagesException(Exception):
+    """Base of every exception this library raises.
+
+    :param message: a complete message; when omitted, ``_msg_fmt`` is
+        filled with ``kwargs``.
+    :param kwargs: values for ``_msg_fmt`` (a missing one renders as
+        "unknown"), also kept in ``self.kwargs`` with hrefs masked.
+    """
+
+    _msg_fmt = _('An unknown exception occurred.')
+    code = 500
+
+    def __init__(self, message=None, **kwargs):
+        for key in _HREF_KWARGS:
+            if kwargs.get(key) is not None:
+                kwargs[key] = masking.mask_href(kwargs[key])
+        self.kwargs = kwargs
+        if 'code' in kwargs:
+            self.code = kwargs['code']
+        if not message:
+            try:
+                message = self._msg_fmt % _Unknowns(kwargs)
+            except (TypeError, ValueError):
+                # A wrongly typed argument must not hide the real error.
+                message = '%s: %s' % (self.__class__.__name__, ', '.join(
+                    '%s=%s' % item for item in sorted(kwargs.items())))
+        super().__init__(masking.mask_text(message))
+
+
+class ImageRefValidationFailed(IronicImagesException):
+    _msg_fmt = _('Validation of image href %(image_href)s failed, '
+                 'reason: %(reason)s')
+    code = 400
+
+
+class UnknownImageService(ImageRefValidationFailed):
+    _msg_fmt = _('No image service can handle image href %(image_href)s: '
+                 '%(reason)s')
+
+
+class ImageRefIsARedirect(ImageRefValidationFailed):
+    _msg_fmt = _('Image href %(image_href)s redirects to %(redirect_url)s; '
+                 'redirects are not followed ([http]allow_redirects is '
+                 'False).')
+
+    def __init__(self, message=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.redirect_url = kwargs.get('redirect_url')
+
+
+class OciImageNotSpecific(ImageRefValidationFailed):
+    _msg_fmt = _('Image href %(image_href)s does not name one specific '
+                 'artifact: %(reason)s')
+
+
+class ImageDownloadFailed(IronicImagesException):
+    _msg_fmt = _('Failed to download image %(image_href)s, reason: '
+                 '%(reason)s')
+
+
+class ImageChecksumError(ImageDownloadFailed):
+    _msg_fmt = _('Checksum of image %(image_href)s does not match: '
+                 'expected %(algorithm)s %(expected)s, got %(actual)s')
+
+
+class ImageChecksumAlgorithmFailure(IronicImagesException):
+    _msg_fmt = _('Checksum algorithm %(algorithm)s of image %(image_href)s '
+                 'is not supported: %(reason)s')
+    code = 400
+
+
+class ImageChecksumURLNotSupported(IronicImagesException):
+    _msg_fmt = _('Checksum URL %(checksum_url)s of image %(image_href)s '
+                 'is not supported: %(reason)s')
+    code = 400
+
+
+class ImageNotFound(IronicImagesException):
+    _msg_fmt = _('Image %(image_href)s could not be found: %(reason)s')
+    code = 404
+
+
+class OciImageTagNotFound(ImageNotFound):
+    _msg_fmt = _('Tag %(tag)s of image %(image_href)s could not be found; '
+                 'available tags: %(tags)s')
+
+
+class ImageNotAuthorized(IronicImagesException):
+    _msg_fmt = _('Not authorized for image %(image_href)s: %(reason)s')
+    code = 403
+
+
+class ImageServiceAuthenticationRequired(ImageNotAuthorized):
+    _msg_fmt = _('Image %(image_href)s requires authentication that was '
+                 'not provided or was refused: %(reason)s')
+    code = 401
+
+
+class TemporaryFailure(IronicImagesException):
+    _msg_fmt = _('Temporary failure while accessing %(image_href)s, retry '
+                 'later: %(reason)s')
+    code = 503
+
+
+class ImageHostRateLimitFailure(TemporaryFailure):
+    _msg_fmt = _('The host of image %(image_href)s keeps refusing requests '
+                 'with 429 Too Many Requests: %(reason)s')
+    code = 429
+
+
+class ImageUnacceptable(IronicImagesException):
+    _msg_fmt = _('Image %(image_href)s is unacceptable: %(reason)s')
+    code = 400
+
+
+class InvalidImage(ImageUnacceptable):
+    _msg_fmt = _('Image %(image_href)s is not valid for use: %(reason)s')
+
+
+class ImageConvertFailed(IronicImagesException):
+    _msg_fmt = _('Conversion of image %(image_href)s failed: %(reason)s')
+
+
+class InsufficientDiskSpace(IronicImagesException):
+    _msg_fmt = _('Not enough free space in %(path)s for image '
+                 '%(image_href)s: %(required_mib)d MiB needed, '
+                 '%(free_mib)d MiB free.')
+    code = 507
+
+
+class OperationNotSupported(IronicImagesException):
+    _msg_fmt = _('%(operation)s is not supported for image %(image_href)s: '
+                 '%(reason)s')
+    code = 400
