@@ -99,6 +99,12 @@ class ImageChecksumError(ImageDownloadFailed):
                  'expected %(algorithm)s %(expected)s, got %(actual)s')
 
 
+class InvalidChecksum(IronicImagesException):
+    _msg_fmt = _('Checksum %(checksum)s given for image %(image_href)s is '
+                 'not valid: %(reason)s')
+    code = 400
+
+
 class ImageChecksumAlgorithmFailure(IronicImagesException):
     _msg_fmt = _('Checksum algorithm %(algorithm)s of image %(image_href)s '
                  'is not supported: %(reason)s')

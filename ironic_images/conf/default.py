@@ -50,6 +50,13 @@ opts = [
                        'package and adding its scheme here. A bare image '
                        'UUID or a glance:// href uses "glance". Default: '
                        '%s.') % ', '.join(BUILTIN_IMAGE_SERVICES)),
+    cfg.BoolOpt('allow_md5_checksum',
+                default=False,
+                help=_('Accept md5 checksums (a bare 32-digit value or '
+                       'md5:VALUE, and Glance images that only carry an md5 '
+                       'checksum). md5 does not protect against a crafted '
+                       'image. Ironic equivalent: '
+                       '[agent]allow_md5_checksum. Default: False.')),
 ]
 
 

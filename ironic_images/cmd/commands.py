@@ -1,0 +1,91 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The sub-commands of ``ironic-images``."""
+
+import datetime
+import json
+import os
+import sys
+
+from ironic_images.cmd import progress
+from ironic_images.conf import CONF
+from ironic_images import fileutils
+from ironic_images import image_service
+
+
+class UsageError(Exception):
+    """The command line is wrong in a way argparse cannot tell."""
+
+
+def _json_default(value):
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def show():
+    """Print the properties of an image as JSON."""
+    href = CONF.command.href
+    properties = image_service.get_image_service(href).show(href)
+    json.dump(properties, sys.stdout, indent=2, sort_keys=True,
+              default=_json_default)
+    sys.stdout.write('\n')
+
+
+def download():
+    """Download an image to a file, atomically, verifying its checksum."""
+    href, dest = CONF.command.href, CONF.command.dest
+    if os.path.isdir(dest):
+        raise UsageError('%s is a directory; give the file to write' % dest)
+    service = image_service.get_image_service(href)
+    bar = progress.Progress()
+    try:
+        with fileutils.atomic_write(dest) as image_file:
+            service.download(href, image_file,
+                             checksum=CONF.command.checksum,
+                             checksum_algo=CONF.command.checksum_algo,
+                             **_progress_kwargs(service, bar))
+    finally:
+        bar.close()
+    verified = service.transfer_verified_checksum
+    sys.stderr.write('Wrote %s%s\n' % (
+        dest, ' (verified %s)' % verified if verified else ''))
+
+
+def _progress_kwargs(service, bar):
+    # Drivers that stream over a network report progress; the file driver
+    # links or copies in the kernel and has nothing to report.
+    if bar.enabled and getattr(service, 'supports_progress', False):
+        return {'progress': bar}
+    return {}
+
+
+def add_parsers(subparsers):
+    """Register the sub-commands (the ``SubCommandOpt`` handler).
+
+    :param subparsers: the argparse sub-parsers action.
+    """
+    parser = subparsers.add_parser(
+        'show', help='Print the properties of an image as JSON.')
+    parser.add_argument('href', help='The image reference.')
+    parser.set_defaults(func=show)
+
+    parser = subparsers.add_parser(
+        'download', help='Download an image to a file, atomically.')
+    parser.add_argument('href', help='The image reference.')
+    parser.add_argument('dest', help='The file to write.')
+    parser.add_argument('--checksum',
+                        help='Expected checksum: ALGO:HEX or bare hex.')
+    parser.add_argument('--checksum-algo',
+                        help='Algorithm of a bare-hex --checksum.')
+    parser.set_defaults(func=download)

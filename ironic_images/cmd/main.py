@@ -1,0 +1,107 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The ``ironic-images`` command.
+
+Sub-commands are parsed by oslo.config (``SubCommandOpt``), so the usual
+``--config-file``, ``--config-dir`` and ``--debug`` options come before
+the sub-command::
+
+    ironic-images --config-file my.conf show file:///var/lib/ironic/images/x
+    ironic-images download https://example.com/x.qcow2 x.qcow2 \\
+        --checksum sha256:...
+
+Exit codes: 0 success, 1 failure, 2 bad input (a malformed href, a bad
+checksum, a disabled scheme, a usage error).
+"""
+
+import sys
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from ironic_images.cmd import commands
+from ironic_images.conf import CONF
+from ironic_images import exception
+from ironic_images import masking
+
+LOG = logging.getLogger(__name__)
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+BAD_INPUT_ERRORS = (exception.ImageRefValidationFailed,
+                    exception.InvalidChecksum,
+                    exception.ImageChecksumAlgorithmFailure,
+                    exception.ImageChecksumURLNotSupported,
+                    exception.OperationNotSupported,
+                    commands.UsageError)
+
+
+_EXPECTED_ERRORS = (exception.IronicImagesException, commands.UsageError,
+                    cfg.Error)
+
+
+def _exit_code(error):
+    return (EXIT_BAD_INPUT if isinstance(error, BAD_INPUT_ERRORS)
+            else EXIT_FAILURE)
+
+
+def main(argv=None):
+    """Run the command line; return the exit code.
+
+    :param argv: the arguments, default ``sys.argv[1:]``.
+    :returns: 0, 1 or 2 (see the module docstring).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    logging.register_options(CONF)
+    command_opt = cfg.SubCommandOpt(
+        'command', title='Commands', dest='command',
+        help='Run "ironic-images COMMAND --help" for its arguments.',
+        handler=commands.add_parsers)
+    CONF.register_cli_opt(command_opt)
+    try:
+        return _run(argv)
+    finally:
+        # Leave CONF as it was, so main() can run again (tests, embedding).
+        CONF.reset()
+        CONF.unregister_opt(command_opt)
+
+
+def _run(argv):
+    try:
+        CONF(argv, project='ironic-images')
+    except cfg.Error as error:
+        sys.stderr.write('ironic-images: %s\n' % _one_line(error))
+        return EXIT_BAD_INPUT
+    logging.setup(CONF, 'ironic-images')
+    try:
+        CONF.command.func()
+    except KeyboardInterrupt:
+        sys.stderr.write('ironic-images: interrupted\n')
+        return EXIT_FAILURE
+    except Exception as error:
+        if CONF.debug:
+            LOG.exception('%s failed', CONF.command.name)
+        sys.stderr.write('ironic-images: %s\n' % _one_line(error))
+        return _exit_code(error)
+    return 0
+
+
+def _one_line(error):
+    if not isinstance(error, _EXPECTED_ERRORS):
+        error = masking.mask_text('%s: %s' % (type(error).__name__, error))
+    return ' '.join(str(error).split())
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,244 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The streaming pipeline every driver uses to move image bytes.
+
+A source is read into a small pool of large buffers by the calling thread.
+Each filled buffer then passes, in order, through the stages: one thread
+per stage, so hashing (hashlib releases the GIL on large buffers) and
+writing run beside the network or disk reads. A stage is any object with
+``update(data)``: a hashlib object is a stage, so is a :class:`FileWriter`.
+The last stage hands the buffer back to the pool, so memory stays bounded
+at ``depth * chunk_size`` whatever the image size, and no byte is copied
+between the read and the stages.
+
+A stage that fails stops doing work but keeps passing buffers on, so the
+pipeline always drains; the first error is raised to the caller once every
+thread has stopped.
+"""
+
+import os
+import queue
+import threading
+
+from oslo_log import log as logging
+
+from ironic_images._i18n import _
+from ironic_images.conf import CONF
+from ironic_images import exception
+
+LOG = logging.getLogger(__name__)
+
+_END = None
+
+
+class IterableSource:
+    """A source made from an iterable of bytes-like chunks.
+
+    :param chunks: an iterable of bytes, bytearray or memoryview objects.
+    """
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b'')
+
+    def readinto(self, buffer):
+        """Copy the next bytes into ``buffer``; 0 means the end."""
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks)).cast('B')
+            except StopIteration:
+                return 0
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+
+class FileWriter:
+    """A stage that writes every buffer to a binary file object.
+
+    :param image_file: a file object opened for binary writing.
+    """
+
+    def __init__(self, image_file):
+        self._write = image_file.write
+
+    def update(self, data):
+        """Write all of ``data``."""
+        while data:
+            written = self._write(data)
+            if written is None or written == len(data):
+                return
+            data = data[written:]
+
+
+class TransferResult:
+    """What a transfer moved: ``size`` in bytes."""
+
+    def __init__(self, size):
+        self.size = size
+
+
+class _StageThread(threading.Thread):
+    def __init__(self, stage, inbox, outbox, failure):
+        super().__init__(name='transfer-%s' % type(stage).__name__,
+                         daemon=True)
+        self.stage = stage
+        self.inbox = inbox
+        self.outbox = outbox
+        self.failure = failure
+
+    def run(self):
+        while True:
+            item = self.inbox.get()
+            if item is not _END and not self.failure.is_set():
+                try:
+                    self.stage.update(item)
+                except BaseException as error:
+                    self.failure.record(error)
+            elif item is _END and not self.failure.is_set():
+                finish = getattr(self.stage, 'finish', None)
+                if finish is not None:
+                    try:
+                        finish()
+                    except BaseException as error:
+                        self.failure.record(error)
+            self.outbox.put(item)
+            if item is _END:
+                return
+
+
+class _Failure:
+    """The first error of any thread of one transfer."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self.error = None
+
+    def record(self, error):
+        if not self._event.is_set():
+            self.error = error
+            self._event.set()
+
+    def is_set(self):
+        return self._event.is_set()
+
+
+def _fill(source, view):
+    """Read until ``view`` is full or the source ends; return the count."""
+    filled = 0
+    while filled < len(view):
+        count = source.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def stream(source, stages, image_href, expected_size=None, max_size=None,
+           progress=None, cancel=None, chunk_size=None):
+    """Move every byte of a source through the stages.
+
+    :param source: an object with ``readinto(buffer) -> int`` (0 at the
+        end): a raw file, an HTTP response, an :class:`IterableSource`.
+    :param stages: objects with ``update(data)`` and optionally
+        ``finish()``, called in this order for every chunk; each runs in
+        its own thread.
+    :param image_href: the image, for error messages.
+    :param expected_size: the exact size the source must have, or None.
+    :param max_size: the most bytes accepted, or None.
+    :param progress: called as ``progress(done, total)`` after each chunk
+        (``total`` is ``expected_size``, possibly None).
+    :param cancel: a ``threading.Event``; when set the transfer stops.
+    :param chunk_size: bytes per buffer; default [download]chunk_size.
+    :returns: a :class:`TransferResult`.
+    :raises: ImageDownloadFailed for a short, long, cancelled or unwritable
+        transfer; whatever the source or a stage raised when it is one of
+        our exceptions.
+    """
+    chunk_size = chunk_size or CONF.download.chunk_size
+    if expected_size is not None and expected_size < chunk_size:
+        # Small bodies do not need large buffers.
+        chunk_size = max(expected_size, 1)
+    failure = _Failure()
+    depth = len(stages) + 2
+    pool = queue.SimpleQueue()
+    for _i in range(depth):
+        pool.put(bytearray(chunk_size))
+    inboxes = [queue.SimpleQueue() for _stage in stages]
+    threads = [_StageThread(stage, inbox, outbox, failure)
+               for stage, inbox, outbox
+               in zip(stages, inboxes, inboxes[1:] + [_Recycler(pool)])]
+    for thread in threads:
+        thread.start()
+    head = inboxes[0] if inboxes else _Recycler(pool)
+    done = 0
+    try:
+        while not failure.is_set():
+            if cancel is not None and cancel.is_set():
+                raise exception.ImageDownloadFailed(
+                    image_href=image_href, reason=_('cancelled'))
+            buffer = pool.get()
+            count = _fill(source, memoryview(buffer))
+            if not count:
+                pool.put(buffer)
+                break
+            done += count
+            limit = expected_size if expected_size is not None else max_size
+            if limit is not None and done > limit:
+                raise exception.ImageDownloadFailed(
+                    image_href=image_href,
+                    reason=_('received more than the %d bytes expected')
+                    % limit)
+            head.put(memoryview(buffer)[:count])
+            if progress is not None:
+                progress(done, expected_size)
+    except BaseException as error:
+        failure.record(error)
+    finally:
+        head.put(_END)
+        for thread in threads:
+            thread.join()
+    if failure.error is not None:
+        raise _as_our_exception(failure.error, image_href)
+    if expected_size is not None and done != expected_size:
+        raise exception.ImageDownloadFailed(
+            image_href=image_href,
+            reason=_('received %(done)d bytes, expected %(expected)d') % {
+                'done': done, 'expected': expected_size})
+    return TransferResult(done)
+
+
+class _Recycler:
+    """The outbox of the last stage: gives buffers back to the pool."""
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    def put(self, item):
+        if item is not _END:
+            self._pool.put(item.obj)
+
+
+def _as_our_exception(error, image_href):
+    if isinstance(error, (exception.IronicImagesException,
+                          KeyboardInterrupt, SystemExit)):
+        return error
+    if isinstance(error, OSError):
+        reason = os.strerror(error.errno) if error.errno else str(error)
+    else:
+        reason = '%s: %s' % (type(error).__name__, error)
+    LOG.debug('Transfer of %(href)s failed', {'href': image_href},
+              exc_info=error)
+    return exception.ImageDownloadFailed(image_href=image_href,
+                                         reason=reason)
