@@ -21,11 +21,15 @@ when [DEFAULT]allow_md5_checksum permits it) or by an explicit
 import collections
 import hashlib
 import hmac
+import os
+import re
 import string
+import urllib.parse
 
 from ironic_images._i18n import _
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images import image_service
 
 SUPPORTED_ALGORITHMS = ('md5', 'sha1', 'sha224', 'sha256', 'sha384',
                         'sha512')
@@ -139,3 +143,106 @@ def compute_file_checksum(path, algorithm='sha256'):
             return hashlib.file_digest(image, algorithm).hexdigest()
     except OSError as error:
         raise exception.ImageDownloadFailed(image_href=path, reason=error)
+
+
+CHECKSUM_URL_SCHEMES = ('http', 'https', 'file')
+_GNU_LINE = re.compile(r'^([0-9a-fA-F]+)\s+\*?(.+)$')
+_BSD_LINE = re.compile(r'^([A-Za-z0-9-]+)\s*\((.+)\)\s*=\s*([0-9a-fA-F]+)$')
+_BARE_HEX = re.compile(r'^[0-9a-fA-F]+$')
+_BSD_NAMES = {'md5': 'md5', 'sha1': 'sha1', 'sha224': 'sha224',
+              'sha256': 'sha256', 'sha384': 'sha384', 'sha512': 'sha512',
+              'sha2-256': 'sha256', 'sha2-512': 'sha512'}
+
+
+def is_checksum_url(checksum):
+    """Tell whether a checksum value is the URL of a checksum file.
+
+    :param checksum: the value given as a checksum.
+    :returns: True for http://, https:// and file:// URLs.
+    """
+    scheme = urllib.parse.urlsplit(str(checksum).strip()).scheme.lower()
+    return scheme in CHECKSUM_URL_SCHEMES
+
+
+def parse_checksum_file(text, image_href, checksum_algo=None,
+                        checksum_url=None):
+    """Find the checksum of an image in the text of a checksum file.
+
+    Understands GNU coreutils lines (``HEX  name``, ``HEX *name``),
+    BSD lines (``SHA256 (name) = HEX``), a file holding one bare value,
+    blank lines and ``#`` comments. Lines are matched by the file name of
+    the image, the last path segment of its href.
+
+    :param text: the checksum file.
+    :param image_href: the image whose checksum is wanted.
+    :param checksum_algo: the algorithm of GNU-style values; by default
+        told by their length.
+    :param checksum_url: where the text came from, for messages.
+    :returns: a :class:`Checksum`.
+    :raises: InvalidChecksum when no line names the image (the message
+        lists the names found), or the value is invalid.
+    """
+    wanted = os.path.basename(
+        urllib.parse.unquote(urllib.parse.urlsplit(image_href).path))
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith('#')]
+    if len(lines) == 1 and _BARE_HEX.match(lines[0]):
+        return parse_checksum(lines[0], checksum_algo, image_href)
+    names = []
+    for line in lines:
+        bsd = _BSD_LINE.match(line)
+        if bsd:
+            algorithm, name, value = bsd.groups()
+            algorithm = _BSD_NAMES.get(algorithm.lower(), algorithm.lower())
+        else:
+            gnu = _GNU_LINE.match(line)
+            if not gnu:
+                continue
+            (value, name), algorithm = gnu.groups(), checksum_algo
+        name = name.strip()
+        names.append(name)
+        if os.path.basename(name) == wanted:
+            return parse_checksum(value, algorithm, image_href)
+    raise exception.InvalidChecksum(
+        checksum=checksum_url or _('(checksum file)'), image_href=image_href,
+        reason=_('no line for %(name)s; names found: %(names)s') % {
+            'name': wanted, 'names': ', '.join(names) or _('none')})
+
+
+def fetch_checksum_file(checksum_url):
+    """Return the text of a checksum file.
+
+    :param checksum_url: an http(s):// URL, or a file:// URL under
+        [file]allowed_paths.
+    :returns: the text.
+    :raises: ImageChecksumURLNotSupported for another scheme; what the
+        image service raises for a URL it cannot read.
+    """
+    scheme = urllib.parse.urlsplit(checksum_url).scheme.lower()
+    if scheme not in CHECKSUM_URL_SCHEMES:
+        raise exception.ImageChecksumURLNotSupported(
+            checksum_url=checksum_url, image_href=checksum_url,
+            reason=_('supported schemes are %s')
+            % ', '.join(CHECKSUM_URL_SCHEMES))
+    service = image_service.get_image_service(checksum_url)
+    return service.get(checksum_url)
+
+
+def resolve_checksum(checksum, checksum_algo, image_href):
+    """Turn what a caller gave as a checksum into a :class:`Checksum`.
+
+    :param checksum: None, ``algo:hex``, bare hex, or the URL of a
+        checksum file (fetched and searched for the image's name).
+    :param checksum_algo: the algorithm of a bare value.
+    :param image_href: the image.
+    :returns: a :class:`Checksum`, or None when ``checksum`` is empty.
+    :raises: InvalidChecksum, ImageChecksumAlgorithmFailure,
+        ImageChecksumURLNotSupported, or the errors of fetching the file.
+    """
+    if not checksum:
+        return None
+    if is_checksum_url(checksum):
+        url = str(checksum).strip()
+        return parse_checksum_file(fetch_checksum_file(url), image_href,
+                                   checksum_algo, checksum_url=url)
+    return parse_checksum(checksum, checksum_algo, image_href)

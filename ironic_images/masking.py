@@ -69,8 +69,13 @@ def mask_text(text):
     :param text: a message, possibly carrying URLs with credentials.
     :returns: the masked message.
     """
-    return _URL.sub(lambda match: mask_href(match.group(0)),
+    text = _URL.sub(lambda match: mask_href(match.group(0)),
                     strutils.mask_password(str(text)))
+    # Paths with a query but no scheme, as urllib3 puts them in messages.
+    return _SECRET_QUERY_PARAM.sub(r'\1%s' % MASK, text)
 
 
 _URL = re.compile(r'[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\'"<>]+')
+_SECRET_QUERY_PARAM = re.compile(
+    r'([?&][^=&\s]*(?:%s)[^=&\s]*=)[^&\s\'"<>]+' % _SECRET_QUERY_KEY.pattern,
+    re.IGNORECASE)

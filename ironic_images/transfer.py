@@ -24,8 +24,15 @@ between the read and the stages.
 A stage that fails stops doing work but keeps passing buffers on, so the
 pipeline always drains; the first error is raised to the caller once every
 thread has stopped.
+
+A source that has to start again from the first byte (an HTTP server that
+cannot resume) raises :class:`RestartTransfer` from ``readinto``: the
+pipeline waits for the buffers in flight, calls ``reset()`` on every stage
+and reads on. A stage without ``reset`` makes such a restart fail cleanly.
 """
 
+import hashlib
+import io
 import os
 import queue
 import threading
@@ -71,7 +78,9 @@ class FileWriter:
     """
 
     def __init__(self, image_file):
+        self._file = image_file
         self._write = image_file.write
+        self._start = _tell(image_file)
 
     def update(self, data):
         """Write all of ``data``."""
@@ -80,6 +89,50 @@ class FileWriter:
             if written is None or written == len(data):
                 return
             data = data[written:]
+
+    def reset(self):
+        """Go back to where writing started and drop what follows.
+
+        :raises: io.UnsupportedOperation when the file cannot seek.
+        """
+        if self._start is None:
+            raise io.UnsupportedOperation('the destination cannot seek')
+        self._file.seek(self._start)
+        self._file.truncate()
+
+
+def _tell(image_file):
+    try:
+        return image_file.tell() if image_file.seekable() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class RestartTransfer(Exception):
+    """Raised by a source whose next bytes are the first bytes again."""
+
+
+class Hasher:
+    """A hashing stage that can start over.
+
+    :param algorithm: a hashlib algorithm name.
+    """
+
+    def __init__(self, algorithm):
+        self.algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+
+    def update(self, data):
+        """Hash ``data``."""
+        self._hash.update(data)
+
+    def reset(self):
+        """Forget everything hashed so far."""
+        self._hash = hashlib.new(self.algorithm)
+
+    def hexdigest(self):
+        """Return the lower-case hex digest of what was hashed."""
+        return self._hash.hexdigest()
 
 
 class TransferResult:
@@ -189,17 +242,18 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
                 raise exception.ImageDownloadFailed(
                     image_href=image_href, reason=_('cancelled'))
             buffer = pool.get()
-            count = _fill(source, memoryview(buffer))
+            try:
+                count = _fill(source, memoryview(buffer))
+            except RestartTransfer:
+                pool.put(buffer)
+                _restart(pool, depth, stages, failure, image_href)
+                done = 0
+                continue
             if not count:
                 pool.put(buffer)
                 break
             done += count
-            limit = expected_size if expected_size is not None else max_size
-            if limit is not None and done > limit:
-                raise exception.ImageDownloadFailed(
-                    image_href=image_href,
-                    reason=_('received more than the %d bytes expected')
-                    % limit)
+            _check_limits(done, expected_size, max_size, image_href)
             head.put(memoryview(buffer)[:count])
             if progress is not None:
                 progress(done, expected_size)
@@ -217,6 +271,38 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
             reason=_('received %(done)d bytes, expected %(expected)d') % {
                 'done': done, 'expected': expected_size})
     return TransferResult(done)
+
+
+def _check_limits(done, expected_size, max_size, image_href):
+    if expected_size is not None and done > expected_size:
+        raise exception.ImageDownloadFailed(
+            image_href=image_href,
+            reason=_('received more than the %d bytes expected')
+            % expected_size)
+    if max_size is not None and done > max_size:
+        raise exception.ImageDownloadFailed(
+            image_href=image_href,
+            reason=_('larger than the %d bytes allowed') % max_size)
+
+
+def _restart(pool, depth, stages, failure, image_href):
+    """Wait for the buffers in flight, then reset every stage."""
+    idle = [pool.get() for _i in range(depth)]
+    try:
+        if failure.is_set():
+            return
+        if not all(hasattr(stage, 'reset') for stage in stages):
+            raise exception.ImageDownloadFailed(
+                image_href=image_href,
+                reason=_('the source must start again from the first byte '
+                         'and the destination cannot be rewound'))
+        LOG.info('Restarting the transfer of %s from the first byte',
+                 image_href)
+        for stage in stages:
+            stage.reset()
+    finally:
+        for buffer in idle:
+            pool.put(buffer)
 
 
 class _Recycler:

@@ -20,6 +20,7 @@ import stat
 import urllib.parse
 
 from oslo_log import log as logging
+from oslo_utils import units
 
 from ironic_images._i18n import _
 from ironic_images import checksum_utils
@@ -30,6 +31,8 @@ from ironic_images.image_service import base
 from ironic_images import transfer
 
 LOG = logging.getLogger(__name__)
+
+MAX_TEXT_SIZE = 16 * units.Mi
 
 # Never served, whatever [file]allowed_paths says: devices, kernel and
 # process state, boot files and host configuration.
@@ -189,9 +192,8 @@ class FileImageService(base.BaseImageService):
         :raises: ImageRefValidationFailed, ImageChecksumError,
             ImageDownloadFailed
         """
-        expected = (checksum_utils.parse_checksum(checksum, checksum_algo,
-                                                  image_href)
-                    if checksum else None)
+        expected = checksum_utils.resolve_checksum(checksum, checksum_algo,
+                                                   image_href)
         self._transfer_verified_checksum = None
         fd = self._open_checked(image_href)
         try:
@@ -212,6 +214,24 @@ class FileImageService(base.BaseImageService):
             os.close(fd)
         if expected is not None:
             self._transfer_verified_checksum = str(expected)
+
+    def get(self, image_href):
+        """Return the text of a small local file, such as a checksum file.
+
+        :param image_href: ``file:///absolute/path``.
+        :returns: the text.
+        :raises: ImageRefValidationFailed; ImageDownloadFailed when the
+            file is larger than 16 MiB or cannot be read.
+        """
+        fd = self._open_checked(image_href)
+        body = io.BytesIO()
+        try:
+            with open(fd, 'rb', buffering=0, closefd=False) as source:
+                transfer.stream(source, [transfer.FileWriter(body)],
+                                image_href, max_size=MAX_TEXT_SIZE)
+        finally:
+            os.close(fd)
+        return body.getvalue().decode('utf-8', errors='replace')
 
     def _try_hardlink(self, fd, source, image_file, expected, image_href):
         dest = getattr(image_file, 'name', None)

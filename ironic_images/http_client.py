@@ -1,0 +1,230 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What every HTTP-speaking driver shares: sessions, TLS, retries, errors.
+
+Requests always carry an explicit ``verify``, so CA bundle environment
+variables cannot override the configuration, and ``Accept-Encoding:
+identity``, so the bytes hashed are the bytes of the image.
+"""
+
+import datetime
+import email.utils
+import os
+import random
+import ssl
+
+from oslo_log import log as logging
+from oslo_utils import strutils
+import requests
+import requests.adapters
+import tenacity
+
+from ironic_images._i18n import _
+from ironic_images.conf import CONF
+from ironic_images import exception
+from ironic_images import masking
+
+LOG = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset([408, 429, 500, 502, 503, 504])
+# Longest wait honoured from a Retry-After header: a registry asking for an
+# hour must not hold a conductor thread that long.
+MAX_RETRY_AFTER = 60.0
+# First backoff delay in seconds; it doubles per attempt, with jitter.
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 10.0
+DEFAULT_HEADERS = {'Accept-Encoding': 'identity'}
+
+
+def verify_setting(value, option_name='[DEFAULT]webserver_verify_ca'):
+    """Turn a "True"/"False"/path option value into requests' ``verify``.
+
+    :param value: the option value.
+    :param option_name: the option, for the error message.
+    :returns: True, False or the path of a CA bundle.
+    :raises: ImageRefValidationFailed when the path does not exist.
+    """
+    flag = strutils.bool_from_string(value, default=None)
+    if flag is not None:
+        return flag
+    if not os.path.exists(value):
+        raise exception.ImageRefValidationFailed(
+            image_href=option_name,
+            reason=_('CA bundle %s does not exist') % value)
+    return value
+
+
+class TLSAdapter(requests.adapters.HTTPAdapter):
+    """An adapter that refuses TLS versions older than a minimum.
+
+    :param minimum_version: an :class:`ssl.TLSVersion`.
+    """
+
+    def __init__(self, minimum_version, **kwargs):
+        self._minimum_version = minimum_version
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs['ssl_minimum_version'] = self._minimum_version
+        return super().init_poolmanager(*args, **kwargs)
+
+
+def new_session(max_redirects=None):
+    """Return a requests session with the configured TLS minimum.
+
+    :param max_redirects: redirects followed at most; default
+        [http]max_redirects.
+    :returns: a :class:`requests.Session`.
+    """
+    session = requests.Session()
+    adapter = TLSAdapter(ssl.TLSVersion[CONF.http.tls_minimum_version])
+    session.mount('https://', adapter)
+    session.max_redirects = (CONF.http.max_redirects if max_redirects is None
+                             else max_redirects)
+    session.headers.update(DEFAULT_HEADERS)
+    return session
+
+
+def timeout():
+    """The (connect, read) timeout for every request."""
+    seconds = CONF.webserver_connection_timeout
+    return (seconds, seconds)
+
+
+def parse_http_date(value):
+    """Parse an HTTP date (RFC 1123, RFC 850 or asctime) as naive UTC.
+
+    :param value: the header value, or None.
+    :returns: a naive UTC datetime, or None when absent or unparseable.
+    """
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(datetime.timezone.utc).replace(
+            tzinfo=None)
+    return parsed
+
+
+def retry_after(response):
+    """Seconds a response asks to wait (Retry-After), capped, or None."""
+    value = response.headers.get('Retry-After') if response else None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        when = parse_http_date(value)
+        if when is None:
+            return None
+        now = datetime.datetime.now(datetime.timezone.utc)
+        seconds = (when - now.replace(tzinfo=None)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def backoff(attempt, response=None):
+    """Seconds to wait before retry number ``attempt`` (1-based)."""
+    asked = retry_after(response)
+    if asked is not None:
+        return asked
+    delay = min(BACKOFF_BASE * (2 ** (attempt - 1)), BACKOFF_MAX)
+    return delay * random.uniform(0.5, 1.0)
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response):
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _is_retryable(error):
+    # A certificate that fails verification will fail again.
+    return (isinstance(error, (_RetryableStatus, requests.ConnectionError,
+                               requests.Timeout))
+            and not isinstance(error, requests.exceptions.SSLError))
+
+
+def _wait(retry_state):
+    error = retry_state.outcome.exception()
+    return backoff(retry_state.attempt_number,
+                   getattr(error, 'response', None))
+
+
+def request(session, method, url, image_href=None, retries=None,
+            error_class=exception.ImageDownloadFailed, **kwargs):
+    """Send a request, retrying connection failures, 429 and 5xx.
+
+    :param session: a :class:`requests.Session`.
+    :param method: the HTTP method.
+    :param url: the URL.
+    :param image_href: the href for error messages (default ``url``).
+    :param retries: retries after the first attempt; default
+        [download]retries.
+    :param error_class: the exception for a request that cannot be made
+        (connection refused, timeout, TLS failure, redirect loop).
+    :param kwargs: passed to :meth:`requests.Session.request`; ``verify``
+        and ``timeout`` must be among them.
+    :returns: the response, whatever its status unless a retryable one.
+    :raises: ``error_class``; TemporaryFailure when 5xx persists;
+        ImageHostRateLimitFailure when 429 persists.
+    """
+    image_href = image_href or url
+    retries = CONF.download.retries if retries is None else retries
+
+    def _send():
+        response = session.request(method, url, **kwargs)
+        if response.status_code in RETRY_STATUSES:
+            response.close()
+            raise _RetryableStatus(response)
+        return response
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(retries + 1),
+        wait=_wait,
+        retry=tenacity.retry_if_exception(_is_retryable),
+        before_sleep=lambda state: LOG.warning(
+            '%(method)s %(href)s failed (%(error)s), retrying',
+            {'method': method, 'href': masking.mask_href(image_href),
+             'error': _describe(state.outcome.exception())}),
+        reraise=True)
+    try:
+        return retrying(_send)
+    except _RetryableStatus as error:
+        status = error.response.status_code
+        reason = _('HTTP %(status)s after %(n)d attempts') % {
+            'status': status, 'n': retries + 1}
+        if status == 429:
+            raise exception.ImageHostRateLimitFailure(
+                image_href=image_href, reason=reason)
+        raise exception.TemporaryFailure(image_href=image_href,
+                                         reason=reason)
+    except requests.TooManyRedirects:
+        raise error_class(
+            image_href=image_href,
+            reason=_('more than %d redirects, or a redirect loop')
+            % session.max_redirects)
+    except requests.RequestException as error:
+        raise error_class(image_href=image_href, reason=_describe(error))
+
+
+def _describe(error):
+    if isinstance(error, _RetryableStatus):
+        return 'HTTP %s' % error.response.status_code
+    if isinstance(error, requests.exceptions.SSLError):
+        return _('TLS failure: %s') % error
+    if isinstance(error, requests.Timeout):
+        return _('timed out after %ss') % CONF.webserver_connection_timeout
+    return '%s: %s' % (type(error).__name__, error)
