@@ -1,0 +1,269 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Helpers shared by the test servers.
+
+A server is a plain object with ``start()`` and ``stop()`` (and usable as a
+context manager), so scripts can use it without a test.  Tests wrap it in a
+:class:`ServerFixture`, which starts it on set-up and stops it on clean-up.
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import fixtures
+import testtools
+
+LOCALHOST = '127.0.0.1'
+
+_RUNNING = set()  # started servers, stopped at exit if still running
+
+
+def free_port():
+    """Return a TCP port on 127.0.0.1 that is free right now.
+
+    :returns: the port number.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port, host=LOCALHOST):
+    """Tell whether something accepts TCP connections on host:port.
+
+    :returns: True if a connection succeeds.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_ready(check, timeout=10, interval=0.01):
+    """Call ``check`` until it returns a true value.
+
+    :param check: a callable; it may raise to abort the wait.
+    :param timeout: seconds before giving up.
+    :param interval: seconds between two calls.
+    :returns: the first true value returned by ``check``.
+    :raises TimeoutError: if ``check`` stays false for ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError('not ready after %ss: %r' % (timeout, check))
+        time.sleep(interval)
+
+
+def require_binary(name):
+    """Return the path of a program, or skip the test if it is missing.
+
+    When the ``CI`` environment variable is set, a missing program is an
+    error instead of a skip: CI installs every server (see bindep.txt), and
+    a skip there would hide a missing feature.
+
+    Call it outside of a fixture's ``_setUp`` (a skip raised there becomes
+    an error); :class:`ServerFixture` does so for its ``binaries``.
+
+    :param name: the program name, looked up in PATH.
+    :returns: the full path of the program.
+    :raises testtools.TestCase.skipException: if missing, outside CI.
+    :raises RuntimeError: if missing and ``CI`` is set.
+    """
+    path = shutil.which(name)
+    if path:
+        return path
+    message = ('%s is not installed (install the packages listed in '
+               'bindep.txt)' % name)
+    if os.environ.get('CI'):
+        raise RuntimeError('CI is set and ' + message)
+    raise testtools.TestCase.skipException(message)
+
+
+class ProcessServer(object):
+    """Base of a server that runs as one child process.
+
+    Subclasses set ``binaries``, and implement :meth:`command` (and usually
+    :meth:`prepare` and :meth:`is_ready`).  The child runs in its own
+    session; :meth:`stop` signals its process group, by its PID, and waits.
+    Its stdout and stderr go to ``output.log`` in ``workdir``.
+
+    :param workdir: a directory for the server's files; by default a new
+        temporary directory, removed by :meth:`stop`.
+    :param startup_timeout: seconds :meth:`start` waits for readiness.
+    """
+
+    #: Programs that must be installed (see :func:`require_binary`).
+    binaries = ()
+    #: Seconds :meth:`stop` waits after SIGTERM before SIGKILL.
+    stop_timeout = 5
+
+    def __init__(self, workdir=None, startup_timeout=10):
+        for binary in self.binaries:
+            require_binary(binary)
+        self._own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix='ironic-images-')
+        self.startup_timeout = startup_timeout
+        self.output_path = os.path.join(self.workdir, 'output.log')
+        self.process = None
+        self.pid = None
+
+    def command(self):
+        """Return the argv of the server process."""
+        raise NotImplementedError()
+
+    def prepare(self):
+        """Write configuration files etc. before the process starts."""
+
+    def is_ready(self):
+        """Tell whether the started process serves requests."""
+        return True
+
+    def output(self):
+        """Return what the process wrote to stdout and stderr."""
+        try:
+            with open(self.output_path, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def start(self):
+        """Start the process and wait until it is ready.
+
+        On failure, the process is stopped and ``workdir`` removed (the
+        exception message has the output of the process).
+
+        :returns: self.
+        :raises RuntimeError: if the process exits during start-up.
+        :raises TimeoutError: if it is not ready in ``startup_timeout``.
+        """
+        if self.process is not None:
+            raise RuntimeError('%r is already started' % self)
+        try:
+            self.launch()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self):
+        """Make one attempt to start the process; it is stopped on failure.
+
+        Override it to retry (e.g. on another port).
+        """
+        os.makedirs(self.workdir, exist_ok=True)
+        self.prepare()
+        with open(self.output_path, 'ab') as out:
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, cwd=self.workdir,
+                start_new_session=True)
+        self.pid = self.process.pid
+        _RUNNING.add(self)
+        try:
+            wait_until_ready(self._check_ready, self.startup_timeout)
+        except BaseException:
+            self.stop(remove_workdir=False)
+            raise
+
+    def _check_ready(self):
+        if self.process.poll() is not None:
+            raise RuntimeError('%s exited with status %s during start-up; '
+                               'output:\n%s' % (self.command()[0],
+                                                self.process.returncode,
+                                                self.output()))
+        return self.is_ready()
+
+    def _signal(self, signum):
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, remove_workdir=True):
+        """Stop the process (SIGTERM, then SIGKILL) and reap it.
+
+        Safe to call more than once.
+
+        :param remove_workdir: remove ``workdir`` if it was created here.
+        """
+        if self.process is not None:
+            _RUNNING.discard(self)
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait(self.stop_timeout)
+            # Kill any child left behind in the process group.
+            self._signal(signal.SIGKILL)
+            self.process = None
+        if remove_workdir and self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+@atexit.register
+def _stop_leftovers():
+    for server in list(_RUNNING):
+        server.stop()
+
+
+class ServerFixture(fixtures.Fixture):
+    """Run a server for the duration of a test.
+
+    Subclasses set ``server_class``; the constructor arguments are passed
+    to it.  The server is in the ``server`` attribute, and its attributes
+    (``url``, ``port``...) can be read on the fixture itself.
+    """
+
+    #: The class of the server, with start() and stop() methods.
+    server_class = None
+
+    def __init__(self, *args, **kwargs):
+        super(ServerFixture, self).__init__()
+        self._args = args
+        self._kwargs = kwargs
+        self.server = None
+
+    def setUp(self):
+        # Skip before fixtures.Fixture.setUp, which turns a skip into an
+        # error.
+        for binary in getattr(self.server_class, 'binaries', ()):
+            require_binary(binary)
+        super(ServerFixture, self).setUp()
+
+    def _setUp(self):
+        self.server = self.server_class(*self._args, **self._kwargs)
+        self.addCleanup(self.server.stop)
+        self.server.start()
+
+    def __getattr__(self, name):
+        server = self.__dict__.get('server')
+        if server is None or name.startswith('_'):
+            raise AttributeError(name)
+        return getattr(server, name)
