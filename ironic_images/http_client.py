@@ -121,7 +121,8 @@ def parse_http_date(value):
 
 def retry_after(response):
     """Seconds a response asks to wait (Retry-After), capped, or None."""
-    value = response.headers.get('Retry-After') if response else None
+    value = (response.headers.get('Retry-After')
+             if response is not None else None)
     if not value:
         return None
     try:
