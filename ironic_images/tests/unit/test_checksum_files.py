@@ -51,7 +51,8 @@ class ParseChecksumFileTestCase(base.TestCase):
 
     def test_explicit_algorithm_for_gnu_values(self):
         text = '%s  disk.qcow2\n' % ('d' * 96)
-        self.assertEqual(('sha384', 'd' * 96), self._parse(text, algo='sha384'))
+        self.assertEqual(('sha384', 'd' * 96),
+                         self._parse(text, algo='sha384'))
 
     def test_no_matching_name_lists_names(self):
         text = '%s  one.img\nSHA256 (two.img) = %s\n' % (SHA256, SHA256)
