@@ -165,8 +165,8 @@ class ImageConvertFailed(IronicImagesException):
 
 class InsufficientDiskSpace(IronicImagesException):
     _msg_fmt = _('Not enough free space in %(path)s for image '
-                 '%(image_href)s: %(required_mib)d MiB needed, '
-                 '%(free_mib)d MiB free.')
+                 '%(image_href)s: %(required_mib)s MiB needed, '
+                 '%(free_mib)s MiB free.')
     code = 507
 
 

@@ -28,13 +28,20 @@ _SECRET_QUERY_KEY = re.compile(
     re.IGNORECASE)
 
 
+def _mask_query(query):
+    """Mask the values of credential-like parameters, keeping the rest."""
+    return _QUERY_PARAM.sub(
+        lambda m: m.group(0) if not _SECRET_QUERY_KEY.search(m.group(2))
+        else '%s%s=%s' % (m.group(1), m.group(2), MASK), query)
+
+
 def mask_href(image_href):
     """Return an href fit for a log line or an exception message.
 
     The password of a ``user:password@`` userinfo and the values of
     query parameters that look like credentials are replaced with ``***``;
-    the rest of the text is passed through
-    :func:`oslo_utils.strutils.mask_password`.
+    everything else is kept as it was written. Text that is not a URL is
+    passed through :func:`oslo_utils.strutils.mask_password`.
 
     :param image_href: any string, a URL or not.
     :returns: the masked string.
@@ -44,23 +51,16 @@ def mask_href(image_href):
         parts = urllib.parse.urlsplit(text)
     except ValueError:
         return strutils.mask_password(text)
+    if not parts.scheme or not (parts.netloc or parts.path):
+        return strutils.mask_password(text)
     netloc = parts.netloc
     if '@' in netloc:
         userinfo, _sep, hostport = netloc.rpartition('@')
         user = userinfo.partition(':')[0]
         netloc = '%s:%s@%s' % (user, MASK, hostport)
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_QUERY_KEY.search(key) for key, _value in pairs):
-            query = '&'.join(
-                '%s=%s' % (key, MASK if _SECRET_QUERY_KEY.search(key)
-                           else value)
-                for key, value in pairs)
-    if netloc != parts.netloc or query != parts.query:
-        text = urllib.parse.urlunsplit(
-            (parts.scheme, netloc, parts.path, query, parts.fragment))
-    return strutils.mask_password(text)
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, _mask_query(parts.query),
+         parts.fragment))
 
 
 def mask_text(text):
@@ -69,13 +69,18 @@ def mask_text(text):
     :param text: a message, possibly carrying URLs with credentials.
     :returns: the masked message.
     """
-    text = _URL.sub(lambda match: mask_href(match.group(0)),
-                    strutils.mask_password(str(text)))
-    # Paths with a query but no scheme, as urllib3 puts them in messages.
-    return _SECRET_QUERY_PARAM.sub(r'\1%s' % MASK, text)
+    pieces = _URL.split(str(text))
+    # re.split with one group alternates: text, URL, text, URL, ..., text.
+    for index, piece in enumerate(pieces):
+        if index % 2:
+            pieces[index] = mask_href(piece)
+        else:
+            # Paths with a query but no scheme, as urllib3 writes them.
+            pieces[index] = _mask_query(strutils.mask_password(piece))
+    return ''.join(pieces)
 
 
-_URL = re.compile(r'[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\'"<>]+')
-_SECRET_QUERY_PARAM = re.compile(
-    r'([?&][^=&\s]*(?:%s)[^=&\s]*=)[^&\s\'"<>]+' % _SECRET_QUERY_KEY.pattern,
-    re.IGNORECASE)
+# A URL, without the punctuation that commonly follows one in a sentence.
+_URL = re.compile(r'([a-zA-Z][a-zA-Z0-9+.-]*://'
+                  r'[^\s\'"<>]*[^\s\'"<>.,;:!?)\]}])')
+_QUERY_PARAM = re.compile(r'(^|[?&])([^=&\s]+)=([^&\s\'"<>]*)')

@@ -54,20 +54,12 @@ def download():
             service.download(href, image_file,
                              checksum=CONF.command.checksum,
                              checksum_algo=CONF.command.checksum_algo,
-                             **_progress_kwargs(service, bar))
+                             progress=bar if bar.enabled else None)
     finally:
         bar.close()
     verified = service.transfer_verified_checksum
     sys.stderr.write('Wrote %s%s\n' % (
         dest, ' (verified %s)' % verified if verified else ''))
-
-
-def _progress_kwargs(service, bar):
-    # Drivers that stream over a network report progress; the file driver
-    # links or copies in the kernel and has nothing to report.
-    if bar.enabled and getattr(service, 'supports_progress', False):
-        return {'progress': bar}
-    return {}
 
 
 def add_parsers(subparsers):

@@ -64,6 +64,8 @@ def main(argv=None):
     """
     argv = sys.argv[1:] if argv is None else argv
     logging.register_options(CONF)
+    # Logs go to stderr: stdout carries the JSON of "show" and "inspect".
+    CONF.set_default('use_stderr', True)
     command_opt = cfg.SubCommandOpt(
         'command', title='Commands', dest='command',
         help='Run "ironic-images COMMAND --help" for its arguments.',
@@ -72,8 +74,9 @@ def main(argv=None):
     try:
         return _run(argv)
     finally:
-        # Leave CONF as it was, so main() can run again (tests, embedding).
-        CONF.reset()
+        # Forget the parsed command line (not defaults or overrides), so
+        # main() can run again in one process (tests, embedding).
+        CONF.clear()
         CONF.unregister_opt(command_opt)
 
 

@@ -56,14 +56,17 @@ class BaseImageService(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def download(self, image_href, image_file, checksum=None,
-                 checksum_algo=None):
+                 checksum_algo=None, progress=None):
         """Write an image to a file object, verifying it on the way.
 
         :param image_href: the image reference.
         :param image_file: a binary file object opened for writing.
-        :param checksum: the expected checksum: ``algo:hex`` or bare hex,
-            or None to verify nothing beyond what the source declares.
+        :param checksum: the expected checksum: ``algo:hex``, bare hex or
+            the URL of a checksum file; None to verify nothing beyond what
+            the source declares.
         :param checksum_algo: the algorithm of a bare-hex ``checksum``.
+        :param progress: None, or a callable ``progress(done, total)`` told
+            of the bytes moved (``total`` may be None).
         :raises: ImageRefValidationFailed, ImageDownloadFailed,
             ImageChecksumError
         """

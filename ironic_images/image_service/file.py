@@ -176,7 +176,7 @@ class FileImageService(base.BaseImageService):
                 'no_cache': True}
 
     def download(self, image_href, image_file, checksum=None,
-                 checksum_algo=None):
+                 checksum_algo=None, progress=None):
         """Put a local image into ``image_file``, verified.
 
         When ``image_file`` is a named regular file on the image's
@@ -187,8 +187,11 @@ class FileImageService(base.BaseImageService):
 
         :param image_href: ``file:///absolute/path``.
         :param image_file: a binary file object opened for writing.
-        :param checksum: expected checksum (``algo:hex`` or bare hex).
+        :param checksum: expected checksum (``algo:hex``, bare hex or the
+            URL of a checksum file).
         :param checksum_algo: algorithm of a bare-hex ``checksum``.
+        :param progress: ``progress(done, total)`` callback, or None; a
+            link or a kernel copy reports once, when done.
         :raises: ImageRefValidationFailed, ImageChecksumError,
             ImageDownloadFailed
         """
@@ -210,6 +213,9 @@ class FileImageService(base.BaseImageService):
             raise exception.ImageDownloadFailed(
                 image_href=image_href, reason=os.strerror(error.errno)
                 if error.errno else str(error))
+            if progress is not None:
+                size = os.fstat(fd).st_size
+                progress(size, size)
         finally:
             os.close(fd)
         if expected is not None:

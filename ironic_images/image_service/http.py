@@ -44,8 +44,6 @@ class HttpImageService(base.BaseImageService):
     [DEFAULT]webserver_verify_ca on every request.
     """
 
-    supports_progress = True
-
     def __init__(self, client=None, context=None):
         super().__init__(client=client, context=context)
         self._session = None
