@@ -47,6 +47,8 @@ def download():
     href, dest = CONF.command.href, CONF.command.dest
     if os.path.isdir(dest):
         raise UsageError('%s is a directory; give the file to write' % dest)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+        raise UsageError('the directory of %s does not exist' % dest)
     service = image_service.get_image_service(href)
     bar = progress.Progress()
     try:

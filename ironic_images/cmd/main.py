@@ -73,16 +73,20 @@ def main(argv=None):
     CONF.register_cli_opt(command_opt)
     try:
         return _run(argv)
+    except SystemExit as error:
+        # argparse exits on a usage error, having printed why.
+        return error.code if isinstance(error.code, int) else EXIT_BAD_INPUT
     finally:
         # Forget the parsed command line (not defaults or overrides), so
         # main() can run again in one process (tests, embedding).
         CONF.clear()
         CONF.unregister_opt(command_opt)
+        CONF.clear_default('use_stderr')
 
 
 def _run(argv):
     try:
-        CONF(argv, project='ironic-images')
+        CONF(argv, project='ironic-images', prog='ironic-images')
     except cfg.Error as error:
         sys.stderr.write('ironic-images: %s\n' % _one_line(error))
         return EXIT_BAD_INPUT

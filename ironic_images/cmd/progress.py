@@ -46,12 +46,17 @@ class Progress:
         self._start = time.monotonic()
         self._last = 0.0
         self._drawn = False
+        self._state = None
 
     def __call__(self, done, total):
+        self._state = (done, total)
         now = time.monotonic()
         if not self.enabled or now - self._last < _INTERVAL:
             return
         self._last = now
+        self._draw(done, total, now)
+
+    def _draw(self, done, total, now):
         rate = done / max(now - self._start, 1e-6)
         if total:
             text = '%s / %s  %3d%%' % (_human(done), _human(total),
@@ -63,7 +68,9 @@ class Progress:
         self._drawn = True
 
     def close(self):
-        """End the progress line, if one was drawn."""
+        """Draw the final state and end the progress line."""
+        if self.enabled and self._state is not None:
+            self._draw(*self._state, time.monotonic())
         if self._drawn:
             self._stream.write('\n')
             self._stream.flush()

@@ -209,13 +209,13 @@ class FileImageService(base.BaseImageService):
                                         image_href)
                 else:
                     _copy_fast(fd, image_file, image_href)
+            if progress is not None:
+                size = os.fstat(fd).st_size
+                progress(size, size)
         except OSError as error:
             raise exception.ImageDownloadFailed(
                 image_href=image_href, reason=os.strerror(error.errno)
                 if error.errno else str(error))
-            if progress is not None:
-                size = os.fstat(fd).st_size
-                progress(size, size)
         finally:
             os.close(fd)
         if expected is not None:
