@@ -22,6 +22,7 @@ import email.utils
 import os
 import random
 import ssl
+import urllib.parse
 
 from oslo_log import log as logging
 from oslo_utils import strutils
@@ -199,7 +200,7 @@ def request(session, method, url, image_href=None, retries=None,
         before_sleep=lambda state: LOG.warning(
             '%(method)s %(href)s failed (%(error)s), retrying',
             {'method': method, 'href': masking.mask_href(image_href),
-             'error': _describe(state.outcome.exception())}),
+             'error': describe(state.outcome.exception(), url, image_href)}),
         reraise=True)
     try:
         return retrying(_send)
@@ -218,14 +219,33 @@ def request(session, method, url, image_href=None, retries=None,
             reason=_('more than %d redirects, or a redirect loop')
             % session.max_redirects)
     except requests.RequestException as error:
-        raise error_class(image_href=image_href, reason=_describe(error))
+        raise error_class(image_href=image_href,
+                          reason=describe(error, url, image_href))
 
 
-def _describe(error):
+def describe(error, url, shown_href):
+    """Say why a request failed, without the URL when it is hidden.
+
+    :param error: the exception.
+    :param url: the URL requested.
+    :param shown_href: what may be shown instead of the URL; when it is
+        not the URL itself, the URL and its path are taken out of the text
+        (requests puts the path in its messages).
+    :returns: a one-line reason.
+    """
     if isinstance(error, _RetryableStatus):
         return 'HTTP %s' % error.response.status_code
     if isinstance(error, requests.exceptions.SSLError):
-        return _('TLS failure: %s') % error
-    if isinstance(error, requests.Timeout):
+        text = _('TLS failure: %s') % error
+    elif isinstance(error, requests.Timeout):
         return _('timed out after %ss') % CONF.webserver_connection_timeout
-    return '%s: %s' % (type(error).__name__, error)
+    else:
+        text = '%s: %s' % (type(error).__name__, error)
+    if shown_href != url:
+        parts = urllib.parse.urlsplit(url)
+        for secret in (url, parts.path + ('?' + parts.query
+                                          if parts.query else ''),
+                       parts.path):
+            if secret and secret != '/':
+                text = text.replace(secret, shown_href)
+    return text

@@ -129,6 +129,7 @@ class ResumableResponse:
         self._retries = (CONF.download.retries if retries is None
                          else retries)
         self._failures = 0
+        self._refusal = None
         self._progress_mark = 0
         self.offset = 0
         self.drops = 0
@@ -185,12 +186,16 @@ class ResumableResponse:
                         {'href': masking.mask_href(self._href),
                          'offset': self.offset, 'reason': reason,
                          'n': self._failures, 'max': self._retries})
-            time.sleep(http_client.backoff(self._failures))
+            time.sleep(http_client.backoff(self._failures, self._refusal))
+            self._refusal = None
             try:
                 if self._resume_from_offset():
                     return
             except DROPS as retry_error:
                 reason = '%s: %s' % (type(retry_error).__name__, retry_error)
+            else:
+                reason = _('HTTP %s when reconnecting') % (
+                    self._refusal.status_code)
 
     def _resume_from_offset(self):
         """Reconnect; True when reading can go on, else keep retrying."""
@@ -199,19 +204,29 @@ class ResumableResponse:
             headers = {'Range': 'bytes=%d-' % self.offset,
                        'If-Range': self._validator}
         response = self._reopen(headers)
+        if response.status_code == 206 and headers:
+            if self._continue_partial(response):
+                return True
+            # Another version of the image answered the Range request:
+            # only the whole body of that version can be used.
+            response = self._reopen({})
+        return self._start_over(response)
+
+    def _start_over(self, response):
+        """Read a whole new body, when the server sent one."""
         status = response.status_code
-        if status == 206 and headers:
-            return self._continue_partial(response)
         if status == 200:
             restart = self.offset > 0
             self._use(response)
             self.total = content_length(response)
             self.offset = 0
             if restart:
-                raise transfer.RestartTransfer()
+                raise transfer.RestartTransfer(self.total)
             return True
         response.close()
         if status in http_client.RETRY_STATUSES:
+            # Kept for its Retry-After.
+            self._refusal = response
             return False
         raise exception.ImageDownloadFailed(
             image_href=self._href,
@@ -219,6 +234,13 @@ class ResumableResponse:
                 'status': status, 'offset': self.offset})
 
     def _continue_partial(self, response):
+        """Go on with a 206; False when it is of another version."""
+        if not _same_version(self._validator, response):
+            LOG.warning('The server answered a resume of %s with a part of '
+                        'another version of the image; starting over',
+                        masking.mask_href(self._href))
+            response.close()
+            return False
         content_range = parse_content_range(
             response.headers.get('Content-Range'))
         if (content_range is None or content_range[0] != self.offset
@@ -233,3 +255,17 @@ class ResumableResponse:
                     'range': response.headers.get('Content-Range')})
         self._use(response)
         return True
+
+
+def _same_version(expected, response):
+    """Whether a 206 carries the validator the first response had.
+
+    If-Range should make a server send the whole body when the image
+    changed; a proxy that ignores it may not, so a part is spliced on only
+    when its validator, where it sends one, is the same.
+    """
+    if expected.startswith('"'):
+        etag = response.headers.get('ETag')
+        return etag is None or etag == expected
+    modified = response.headers.get('Last-Modified')
+    return modified is None or modified == expected

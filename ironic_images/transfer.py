@@ -109,7 +109,14 @@ def _tell(image_file):
 
 
 class RestartTransfer(Exception):
-    """Raised by a source whose next bytes are the first bytes again."""
+    """Raised by a source whose next bytes are the first bytes again.
+
+    :param total: the size of the new body, or None when unknown.
+    """
+
+    def __init__(self, total=None):
+        super().__init__(total)
+        self.total = total
 
 
 class Hasher:
@@ -208,7 +215,8 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
         ``finish()``, called in this order for every chunk; each runs in
         its own thread.
     :param image_href: the image, for error messages.
-    :param expected_size: the exact size the source must have, or None.
+    :param expected_size: the exact size the source must have, or None;
+        a restart (:class:`RestartTransfer`) brings the new size.
     :param max_size: the most bytes accepted, or None.
     :param progress: called as ``progress(done, total)`` after each chunk
         (``total`` is ``expected_size``, possibly None).
@@ -244,10 +252,12 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
             buffer = pool.get()
             try:
                 count = _fill(source, memoryview(buffer))
-            except RestartTransfer:
+            except RestartTransfer as restart:
                 pool.put(buffer)
                 _restart(pool, depth, stages, failure, image_href)
                 done = 0
+                if expected_size is not None:
+                    expected_size = restart.total
                 continue
             if not count:
                 pool.put(buffer)

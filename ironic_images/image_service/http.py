@@ -94,7 +94,7 @@ class HttpImageService(base.BaseImageService):
             self.session, method, image_href,
             image_href=shown_href or image_href, error_class=error_class,
             headers=headers, stream=stream,
-            auth=self.gen_auth_from_conf_user_pass(image_href),
+            auth=self.gen_auth_from_conf_user_pass(shown_href or image_href),
             verify=http_client.verify_setting(CONF.webserver_verify_ca),
             timeout=http_client.timeout(), allow_redirects=allow_redirects)
         if not allow_redirects and response.is_redirect:
@@ -253,17 +253,15 @@ class HttpImageService(base.BaseImageService):
         service._check_status(response, image_href,
                               exception.ImageRefValidationFailed, None)
         body = bytearray()
+        source = resumable.ResumableResponse(
+            response, lambda headers: service._reopen(image_href, headers),
+            image_href)
         try:
-            transfer.stream(
-                resumable.ResumableResponse(
-                    response, lambda headers: service._reopen(image_href,
-                                                              headers),
-                    image_href),
-                [_Collector(body)], image_href,
-                expected_size=resumable.content_length(response),
-                max_size=MAX_TEXT_SIZE)
+            transfer.stream(source, [_Collector(body)], image_href,
+                            expected_size=source.total,
+                            max_size=MAX_TEXT_SIZE)
         finally:
-            response.close()
+            source.close()
         return body.decode(response.encoding or 'utf-8', errors='replace')
 
 
