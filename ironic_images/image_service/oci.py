@@ -1,0 +1,261 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The oci:// image service: disk images stored as OCI artifacts."""
+
+import os
+
+from oslo_log import log as logging
+
+from ironic_images._i18n import _
+from ironic_images import exception
+from ironic_images.image_service import base
+from ironic_images import oci_auth
+from ironic_images import oci_registry
+
+LOG = logging.getLogger(__name__)
+
+# The OCI data model says amd64 and arm64; operators often say otherwise.
+_ARCH_ALIASES = {'x86_64': 'amd64', 'aarch64': 'arm64'}
+_COMPRESSION_BY_MEDIA_TYPE = {'application/zstd': 'zstd',
+                              'application/gzip': 'gzip',
+                              'application/x-gzip': 'gzip'}
+_COMPRESSION_BY_SUFFIX = {'.zst': 'zstd', '.zstd': 'zstd', '.gz': 'gzip'}
+_TITLE = 'org.opencontainers.image.title'
+
+
+def _arch(value):
+    value = (value or '').lower()
+    return _ARCH_ALIASES.get(value, value)
+
+
+def _compression(media_type, filename):
+    media_type = (media_type or '').split(';')[0].strip().lower()
+    if media_type in _COMPRESSION_BY_MEDIA_TYPE:
+        return _COMPRESSION_BY_MEDIA_TYPE[media_type]
+    if media_type.endswith('+zstd'):
+        return 'zstd'
+    if media_type.endswith('+gzip'):
+        return 'gzip'
+    return _COMPRESSION_BY_SUFFIX.get(os.path.splitext(filename or '')[1])
+
+
+def _disk_format(disktype, filename):
+    """raw or qcow2, from the index annotation or the file name."""
+    if disktype:
+        return disktype.lower()
+    name = (filename or '').lower()
+    for suffix in _COMPRESSION_BY_SUFFIX:
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+    extension = os.path.splitext(name)[1].lstrip('.')
+    return {'img': 'raw'}.get(extension, extension) or None
+
+
+class OciImageService(base.BaseImageService):
+    """Disk images in OCI container registries.
+
+    Downloading needs a digest URL (``oci://host/name@sha256:...``) of an
+    artifact manifest with one layer; :meth:`identify_specific_image`
+    turns a tag or an index into one.
+    """
+
+    def __init__(self, client=None, context=None):
+        super().__init__(client=client, context=context)
+        self._client = client if isinstance(
+            client, oci_registry.OciClient) else None
+        self._auth_set = False
+
+    @property
+    def client(self):
+        """The OCI client of this service, made on first use."""
+        if self._client is None:
+            self._client = oci_registry.OciClient()
+        return self._client
+
+    @client.setter
+    def client(self, value):
+        # BaseImageService stores the constructor's client here.
+        if isinstance(value, oci_registry.OciClient):
+            self._client = value
+
+    @property
+    def is_auth_set_needed(self):
+        """True until :meth:`set_image_auth` has been called."""
+        return not self._auth_set
+
+    def set_image_auth(self, image_url, auth_data):
+        """Give the credentials to use for an image's registry.
+
+        :param image_url: the ``oci://`` URL.
+        :param auth_data: a dict with ``username`` and ``password`` (as
+            :func:`ironic_images.image_service.get_image_service_auth_override`
+            returns; an empty user name with a password is a pull secret),
+            or with ``token``; None to rely on [oci]authentication_config.
+        :raises: AssertionError when called twice, since two sets of
+            credentials in one workflow is a bug of the caller.
+        """
+        assert not self._auth_set, 'set_image_auth called twice'
+        self._auth_set = True
+        credentials = oci_auth.credentials_from_auth_data(auth_data)
+        if credentials is not None:
+            self.client.authenticate(image_url, credentials.username,
+                                     credentials.password, credentials.token)
+
+    def _artifact(self, image_href):
+        """The manifest digest and the layer of a digest URL."""
+        ref = oci_registry.parse_reference(image_href)
+        if not ref.digest:
+            raise exception.OciImageNotSpecific(
+                image_href=image_href,
+                reason=_('a tag may point at a different image tomorrow; '
+                         'give a digest (oci://host/name@sha256:...), or '
+                         'resolve the tag with identify_specific_image'))
+        manifest = self.client.get_manifest(image_href)
+        return ref, oci_registry.single_layer(manifest, image_href)
+
+    def validate_href(self, image_href, secret=None):
+        """Validate an oci:// digest URL; the same as :meth:`show`.
+
+        :param image_href: ``oci://host/name@sha256:...``.
+        :param secret: unused; for API compatibility.
+        :returns: what :meth:`show` returns.
+        :raises: as :meth:`show`.
+        """
+        return self.show(image_href)
+
+    def show(self, image_href):
+        """Return the properties of the artifact a digest URL names.
+
+        :param image_href: ``oci://host/name@sha256:...`` of a manifest.
+        :returns: ``size``, ``checksum`` (hex of the layer digest),
+            ``digest``, ``media_type``, ``filename``, ``updated_at``
+            (None: registries do not say), ``properties`` (the layer's
+            annotations) and ``no_cache`` (False: digests never change).
+        :raises: OciImageNotSpecific for a tag or an index;
+            ImageRefValidationFailed, ImageNotFound,
+            ImageServiceAuthenticationRequired, TemporaryFailure.
+        """
+        _ref, layer = self._artifact(image_href)
+        annotations = layer.get('annotations') or {}
+        return {
+            'size': layer.get('size'),
+            'checksum': layer['digest'].partition(':')[2],
+            'digest': layer['digest'],
+            'media_type': layer.get('mediaType'),
+            'filename': annotations.get(_TITLE),
+            'updated_at': None,
+            'properties': dict(annotations),
+            'no_cache': False,
+        }
+
+    def download(self, image_href, image_file, checksum=None,
+                 checksum_algo=None, progress=None):
+        """Download the artifact of a digest URL, verifying its digest.
+
+        :param image_href: ``oci://host/name@sha256:...`` of a manifest.
+        :param image_file: a binary file object opened for writing.
+        :param checksum: ignored: the layer digest is always verified.
+        :param checksum_algo: ignored.
+        :param progress: ``progress(done, total)`` callback, or None.
+        :raises: OciImageNotSpecific, ImageChecksumError,
+            ImageDownloadFailed, ImageNotFound, TemporaryFailure.
+        """
+        self._transfer_verified_checksum = None
+        _ref, layer = self._artifact(image_href)
+        digest = self.client.download_blob(image_href, layer['digest'],
+                                           image_file,
+                                           size=layer.get('size'),
+                                           progress=progress)
+        self._transfer_verified_checksum = digest
+
+    def identify_specific_image(self, image_href, image_download_source=None,
+                                cpu_arch=None):
+        """Resolve a tag or digest URL to one downloadable artifact.
+
+        Index entries are filtered by architecture (x86_64 and amd64,
+        aarch64 and arm64 are the same; entries without a platform pass)
+        and ranked by their ``disktype`` annotation: raw first, or qcow2
+        first when ``image_download_source`` is ``local``.
+
+        :param image_href: ``oci://`` URL with a tag or digest.
+        :param image_download_source: Ironic's image_download_source.
+        :param cpu_arch: the node's CPU architecture, or None.
+        :returns: a dict with ``image_url``, ``image_size``,
+            ``image_filename``, ``image_checksum``,
+            ``image_container_blob_digest``, ``image_media_type``,
+            ``image_compression_type``, ``image_disk_format``,
+            ``image_request_authorization_secret`` and
+            ``oci_image_manifest_url``; ``{}`` when nothing matches.
+        :raises: ImageNotFound, OciImageTagNotFound,
+            ImageRefValidationFailed, ImageServiceAuthenticationRequired.
+        """
+        ref = oci_registry.parse_reference(image_href)
+        manifest, digest = self.client.get_manifest_and_digest(image_href)
+        disktype = None
+        if manifest.get('mediaType') in oci_registry.INDEX_TYPES:
+            entry = _choose(manifest, image_download_source, cpu_arch,
+                            image_href)
+            if entry is None:
+                return {}
+            digest = entry['digest']
+            disktype = (entry.get('annotations') or {}).get('disktype')
+            manifest = self.client.get_manifest(ref.url(digest))
+        layer = oci_registry.single_layer(manifest, image_href)
+        filename = (layer.get('annotations') or {}).get(_TITLE)
+        media_type = layer.get('mediaType')
+        manifest_url = ref.url(digest)
+        return {
+            'image_url': self.client.get_blob_url(image_href,
+                                                  layer['digest']),
+            'image_size': layer.get('size'),
+            'image_filename': filename,
+            'image_checksum': layer['digest'].partition(':')[2],
+            'image_container_blob_digest': layer['digest'],
+            'image_media_type': media_type,
+            'image_compression_type': _compression(media_type, filename),
+            'image_disk_format': _disk_format(disktype, filename),
+            'image_request_authorization_secret':
+                self.client.get_cached_auth(image_href),
+            'oci_image_manifest_url': manifest_url,
+        }
+
+
+def _choose(index, image_download_source, cpu_arch, image_href):
+    """The best manifest entry of an index, or None."""
+    entries = index.get('manifests')
+    if not isinstance(entries, list):
+        raise exception.ImageRefValidationFailed(
+            image_href=image_href, reason=_('the index has no manifests'))
+    wanted_arch = _arch(cpu_arch)
+    preferred = (('qcow2', 'raw') if image_download_source == 'local'
+                 else ('raw', 'qcow2'))
+    candidates = []
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict) or 'digest' not in entry:
+            raise exception.ImageRefValidationFailed(
+                image_href=image_href,
+                reason=_('index entry %d has no digest') % position)
+        platform = entry.get('platform') or {}
+        if (wanted_arch and platform.get('architecture')
+                and _arch(platform['architecture']) != wanted_arch):
+            continue
+        disktype = ((entry.get('annotations') or {}).get('disktype')
+                    or '').lower()
+        rank = (preferred.index(disktype) if disktype in preferred
+                else len(preferred))
+        candidates.append((rank, position, entry))
+    if not candidates:
+        LOG.info('No manifest of %(href)s is for architecture %(arch)s',
+                 {'href': image_href, 'arch': wanted_arch})
+        return None
+    return min(candidates, key=lambda item: item[:2])[2]
