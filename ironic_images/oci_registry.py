@@ -18,10 +18,8 @@ when [oci]permit_fallback_to_http_transport allows it), mirrors of
 [oci]registry_mirrors first and the origin last.
 """
 
-import collections
 import hashlib
 import json
-import re
 import urllib.parse
 
 from oslo_log import log as logging
@@ -35,10 +33,15 @@ from ironic_images import exception
 from ironic_images import http_client
 from ironic_images import masking
 from ironic_images import oci_auth
+from ironic_images import oci_reference
 from ironic_images import resumable
 from ironic_images import transfer
 
 LOG = logging.getLogger(__name__)
+
+# Re-exported: part of this module's public API.
+OciReference = oci_reference.OciReference
+parse_reference = oci_reference.parse_reference
 
 INDEX_TYPE = 'application/vnd.oci.image.index.v1+json'
 MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json'
@@ -49,71 +52,7 @@ MANIFEST_ACCEPT = ', '.join((INDEX_TYPE, MANIFEST_TYPE, DOCKER_LIST_TYPE,
                              DOCKER_MANIFEST_TYPE))
 # Registries refuse larger manifests; anything larger is not one.
 MAX_MANIFEST_SIZE = 4 * units.Mi
-_TAG = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$')
-_DIGEST = re.compile(r'^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$')
-_REPOSITORY = re.compile(r'^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
-                         r'(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$')
 _REDIRECTS = (301, 302, 303, 307, 308)
-
-
-class OciReference(collections.namedtuple(
-        'OciReference', ['host', 'repository', 'tag', 'digest'])):
-    """A parsed ``oci://`` URL."""
-
-    __slots__ = ()
-
-    @property
-    def reference(self):
-        """The digest when there is one, else the tag."""
-        return self.digest or self.tag
-
-    def url(self, digest=None):
-        """The ``oci://`` URL of this repository at a digest or as given."""
-        if digest or self.digest:
-            return 'oci://%s/%s@%s' % (self.host, self.repository,
-                                       digest or self.digest)
-        return 'oci://%s/%s:%s' % (self.host, self.repository, self.tag)
-
-
-def parse_reference(image_href):
-    """Parse an ``oci://`` URL.
-
-    :param image_href: ``oci://host[:port]/path/name[:tag|@digest]``.
-    :returns: an :class:`OciReference`; the tag is ``latest`` when
-        neither a tag nor a digest is given.
-    :raises: ImageRefValidationFailed naming what is wrong.
-    """
-    def invalid(reason):
-        return exception.ImageRefValidationFailed(image_href=image_href,
-                                                  reason=reason)
-
-    parts = urllib.parse.urlsplit(str(image_href).strip())
-    if parts.scheme.lower() != 'oci':
-        raise invalid(_('not an oci:// URL'))
-    if not parts.netloc or '@' in parts.netloc:
-        raise invalid(_('an oci:// URL needs a registry host and no '
-                        'credentials in it'))
-    if parts.query or parts.fragment:
-        raise invalid(_('an oci:// URL may not carry a query or fragment'))
-    path = parts.path.lstrip('/')
-    digest = tag = None
-    if '@' in path:
-        path, _sep, digest = path.partition('@')
-        digest = digest.lower()
-        if not _DIGEST.match(digest):
-            raise invalid(_('the digest must be sha256:HEX or sha512:HEX'))
-    else:
-        name, sep, maybe_tag = path.rpartition(':')
-        if sep and '/' not in maybe_tag:
-            path, tag = name, maybe_tag
-            if not _TAG.match(tag):
-                raise invalid(_('%s is not a valid tag') % tag)
-        else:
-            tag = 'latest'
-    if not _REPOSITORY.match(path):
-        raise invalid(_('%s is not a valid repository name')
-                      % (path or '""'))
-    return OciReference(parts.netloc.lower(), path, tag, digest)
 
 
 def _mirrors(host):
@@ -530,7 +469,7 @@ class OciClient:
             ImageServiceAuthenticationRequired, TemporaryFailure.
         """
         ref = parse_reference(image_url)
-        if not _DIGEST.match(blob_digest or ''):
+        if not oci_reference.DIGEST.match(blob_digest or ''):
             raise exception.ImageRefValidationFailed(
                 image_href=image_url,
                 reason=_('%s is not a sha256 or sha512 digest') % blob_digest)
@@ -623,7 +562,7 @@ def single_layer(manifest, image_href):
                      'manifest has %s') % (len(layers) if isinstance(
                          layers, list) else _('none')))
     layer = layers[0]
-    if not isinstance(layer, dict) or not _DIGEST.match(
+    if not isinstance(layer, dict) or not oci_reference.DIGEST.match(
             str(layer.get('digest', ''))):
         raise exception.ImageRefValidationFailed(
             image_href=image_href,
