@@ -1,0 +1,238 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""oci:// blob redirects, rate limits, server errors, drops and mirrors.
+
+Redirects go through the registry's redirect middleware to nginx on
+``localhost`` (another host than the registry's 127.0.0.1); nginx's log
+tells whether the Authorization header came along. The FaultServer acts as
+a tiny fake registry serving one manifest and its blob, or as a mirror.
+"""
+
+import json
+import time
+
+from ironic_images import exception
+from ironic_images.image_service import oci
+from ironic_images.tests.functional.servers import base as servers_base
+from ironic_images.tests.functional.servers import faults
+from ironic_images.tests.functional.servers import oci_push
+from ironic_images.tests.functional import test_oci_basic as common
+
+USER = 'puller'
+PASSWORD = 'cdn-s3cret'
+FAKE_REPO = 'fake/disk'
+
+
+class TestBlobRedirects(common.OciTestCase):
+
+    def start(self, **kwargs):
+        self.server = self.registry(redirect_to_nginx=True,
+                                    redirect_host='localhost', **kwargs)
+        self.art = oci_push.push_artifact(self.server, 'cdn/disk', 'v1',
+                                          common.RAW, 'disk.raw')
+        self.href = self.server.oci_url('cdn/disk', self.art.manifest_digest)
+        self.service = oci.OciImageService()
+        if kwargs.get('htpasswd'):
+            self.service.set_image_auth(self.href, {'username': USER,
+                                                    'password': PASSWORD})
+        self.server.nginx.reset_log()
+
+    def assertRedirectedDownload(self, authorization):
+        self.assertDownloads(self.href, common.RAW, service=self.service)
+        entry, = self.server.nginx.requests_log(count=1)
+        self.assertEqual(('GET', 200, len(common.RAW)),
+                         (entry['method'], entry['status'],
+                          entry['body_bytes_sent']))
+        self.assertEqual(
+            self.server.redirect_url(self.art.blob_digest).split(
+                str(self.server.nginx.port), 1)[1], entry['uri'])
+        self.assertEqual(authorization, entry['authorization'])
+
+    def test_untrusted_registry_drops_authorization(self):
+        self.start(htpasswd=(USER, PASSWORD))
+        self.assertNotIn('127.0.0.1', self.cfg_fixture.conf.oci
+                         .secure_cdn_registries)
+        self.assertRedirectedDownload(authorization=False)
+
+    def test_trusted_registry_keeps_authorization(self):
+        self.start(htpasswd=(USER, PASSWORD))
+        self.config(secure_cdn_registries=['127.0.0.1'], group='oci')
+        self.assertRedirectedDownload(authorization=True)
+
+    def test_trusted_registry_by_host_and_port(self):
+        self.start(htpasswd=(USER, PASSWORD))
+        self.config(secure_cdn_registries=['other.example',
+                                           self.server.host], group='oci')
+        self.assertRedirectedDownload(authorization=True)
+
+    def test_anonymous_registry(self):
+        self.start()
+        self.config(secure_cdn_registries=['127.0.0.1'], group='oci')
+        self.assertRedirectedDownload(authorization=False)
+
+    def test_identify_gives_the_registry_url(self):
+        self.start(htpasswd=(USER, PASSWORD))
+        info = self.service.identify_specific_image(
+            self.server.oci_url('cdn/disk', 'v1'))
+        self.assertEqual('%s/v2/cdn/disk/blobs/%s' % (
+            self.server.url, self.art.blob_digest), info['image_url'])
+
+    def test_corrupted_blob_behind_redirect(self):
+        self.start(htpasswd=(USER, PASSWORD))
+        with open(self.server.blob_path(self.art.blob_digest), 'r+b') as f:
+            f.write(b'X')
+        self.assertDownloadFails(exception.ImageChecksumError, self.href,
+                                 service=self.service)
+        self.assertEqual(1, len(self.server.nginx.requests_log(count=1)))
+
+
+class FakeRegistryTestCase(common.OciTestCase):
+    """A FaultServer serving one artifact manifest and its blob."""
+
+    def setUp(self):
+        super().setUp()
+        self.config(permit_fallback_to_http_transport=True, group='oci')
+        self.fake = self.useFixture(faults.FaultServerFixture())
+        self.data = common.QCOW2
+        self.blob_digest = oci_push.sha256_digest(self.data)
+        manifest = oci_push.artifact_manifest(self.blob_digest,
+                                              len(self.data), 'disk.qcow2')
+        self.manifest_bytes = oci_push.encode_manifest(manifest)
+        self.manifest_digest = oci_push.sha256_digest(self.manifest_bytes)
+        self.host = '127.0.0.1:%d' % self.fake.port
+        self.manifest_path = '/v2/%s/manifests/%s' % (FAKE_REPO,
+                                                      self.manifest_digest)
+        self.blob_path = '/v2/%s/blobs/%s' % (FAKE_REPO, self.blob_digest)
+        self.fake.add(self.manifest_path, body=self.manifest_bytes,
+                      content_type=oci_push.MANIFEST)
+        self.fake.add(self.blob_path, body=self.data)
+        self.href = 'oci://%s/%s@%s' % (self.host, FAKE_REPO,
+                                        self.manifest_digest)
+
+    def gets(self, path):
+        return [r for r in self.fake.requests_for(path) if r.method == 'GET']
+
+
+class TestFakeRegistry(FakeRegistryTestCase):
+
+    def test_serves(self):
+        self.assertDownloads(self.href, self.data)
+        self.assertEqual(1, len(self.gets(self.manifest_path)))
+        self.assertEqual(1, len(self.gets(self.blob_path)))
+        accept = self.gets(self.manifest_path)[0].header('Accept')
+        for media_type in (oci_push.INDEX, oci_push.MANIFEST,
+                           oci_push.DOCKER_MANIFEST_LIST,
+                           oci_push.DOCKER_MANIFEST):
+            self.assertIn(media_type, accept)
+
+    def test_429_then_200(self):
+        self.fake.script(self.manifest_path,
+                         [faults.error(429, retry_after=1)])
+        self.fake.script(self.blob_path, [faults.error(429, retry_after=0)])
+        start = time.monotonic()
+        self.assertDownloads(self.href, self.data)
+        self.assertGreaterEqual(time.monotonic() - start, 0.9)
+        self.assertEqual(2, len(self.gets(self.manifest_path)))
+        self.assertEqual(2, len(self.gets(self.blob_path)))
+
+    def test_5xx_then_200(self):
+        self.fake.script(self.manifest_path, [faults.error(503)])
+        self.fake.script(self.blob_path, [faults.error(500),
+                                          faults.error(502)])
+        self.assertDownloads(self.href, self.data)
+        self.assertEqual(2, len(self.gets(self.manifest_path)))
+        self.assertEqual(3, len(self.gets(self.blob_path)))
+
+    def test_persistent_5xx_is_temporary_failure(self):
+        self.fake.script(self.blob_path, [faults.error(503)] * 3)
+        error = self.assertDownloadFails(exception.TemporaryFailure,
+                                         self.href)
+        self.assertNotIsInstance(error, exception.ImageHostRateLimitFailure)
+        self.assertEqual(3, len(self.gets(self.blob_path)))  # retries=2
+
+    def test_persistent_429_is_rate_limit_failure(self):
+        self.fake.script(self.manifest_path,
+                         [faults.error(429, retry_after=0)] * 3)
+        self.assertRaises(exception.ImageHostRateLimitFailure,
+                          oci.OciImageService().show, self.href)
+        self.assertEqual(3, len(self.gets(self.manifest_path)))
+
+    def test_dropped_blob_is_resumed(self):
+        self.fake.script(self.blob_path, [faults.cut(100 * 1024)])
+        self.assertDownloads(self.href, self.data)
+        first, second = self.gets(self.blob_path)
+        self.assertIsNone(first.header('Range'))
+        self.assertEqual('bytes=%d-' % (100 * 1024), second.header('Range'))
+
+    def test_manifest_not_matching_its_digest(self):
+        self.fake.add(self.manifest_path,
+                      body=self.manifest_bytes.replace(b'"size"', b'"size" '),
+                      content_type=oci_push.MANIFEST)
+        self.assertRaises(exception.ImageChecksumError,
+                          oci.OciImageService().show, self.href)
+        self.assertDownloadFails(exception.ImageChecksumError, self.href)
+        self.assertEqual([], self.gets(self.blob_path))
+
+    def test_malformed_manifest(self):
+        for body in (b'{"layers": [', b'[]', b'{"layers": {}}',
+                     json.dumps({'layers': [{'size': 3}]}).encode()):
+            digest = oci_push.sha256_digest(body)
+            path = '/v2/%s/manifests/%s' % (FAKE_REPO, digest)
+            self.fake.add(path, body=body, content_type=oci_push.MANIFEST)
+            href = 'oci://%s/%s@%s' % (self.host, FAKE_REPO, digest)
+            self.assertRaises(exception.ImageRefValidationFailed,
+                              oci.OciImageService().show, href)
+            self.assertDownloadFails(exception.ImageRefValidationFailed,
+                                     href)
+
+    def test_missing_blob_is_not_found(self):
+        self.fake.script(self.blob_path, [faults.error(404)])
+        error = self.assertDownloadFails(exception.ImageNotFound, self.href)
+        self.assertIn('404', str(error))
+
+
+class TestMirrors(FakeRegistryTestCase):
+
+    def test_mirror_without_the_image_then_origin(self):
+        origin = self.registry()
+        art = oci_push.push_artifact(origin, 'os/disk', 'v1', common.RAW,
+                                     'disk.raw')
+        self.config(registry_mirrors=['%s=%s' % (origin.host, self.host)],
+                    group='oci')
+        href = origin.oci_url('os/disk', art.manifest_digest)
+        self.assertDownloads(href, common.RAW)
+        asked = [r.path for r in self.fake.requests if r.method == 'GET']
+        self.assertEqual(['/v2/os/disk/manifests/' + art.manifest_digest,
+                          '/v2/os/disk/blobs/' + art.blob_digest], asked)
+
+    def test_mirror_serves_without_the_origin(self):
+        dead = '127.0.0.1:%d' % servers_base.free_port()
+        self.config(registry_mirrors=['%s=%s' % (dead, self.host)],
+                    group='oci')
+        href = 'oci://%s/%s@%s' % (dead, FAKE_REPO, self.manifest_digest)
+        self.assertDownloads(href, self.data)
+        self.assertEqual(1, len(self.gets(self.blob_path)))
+
+    def test_failing_mirror_then_origin(self):
+        origin = self.registry()
+        art = oci_push.push_artifact(origin, 'os/disk', 'v1', common.RAW,
+                                     'disk.raw')
+        path = '/v2/os/disk/manifests/v1'
+        self.fake.add(path, body=b'x')
+        self.fake.script(path, [faults.error(503)] * 3)
+        self.config(registry_mirrors=['%s=%s' % (origin.host, self.host)],
+                    group='oci')
+        info = oci.OciImageService().identify_specific_image(
+            origin.oci_url('os/disk', 'v1'))
+        self.assertEqual(art.blob_digest, info['image_container_blob_digest'])
+        self.assertEqual(3, len(self.gets(path)))
