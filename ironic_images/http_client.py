@@ -165,8 +165,33 @@ def _wait(retry_state):
                    getattr(error, 'response', None))
 
 
+def is_certificate_failure(error):
+    """Whether a request failed because a certificate was not trusted.
+
+    :param error: an exception raised by requests.
+    :returns: True when an ``ssl.SSLCertVerificationError`` is among its
+        causes (not for a server that does not speak TLS at all).
+    """
+    seen = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if (isinstance(current, ssl.SSLCertVerificationError)
+                or 'CERTIFICATE_VERIFY_FAILED' in str(current)):
+            return True
+        if isinstance(current, BaseException):
+            pending.extend(current.args)
+            pending.extend([getattr(current, 'reason', None),
+                            current.__cause__, current.__context__])
+    return False
+
+
 def request(session, method, url, image_href=None, retries=None,
-            error_class=exception.ImageDownloadFailed, **kwargs):
+            error_class=exception.ImageDownloadFailed,
+            certificate_error_class=None, **kwargs):
     """Send a request, retrying connection failures, 429 and 5xx.
 
     :param session: a :class:`requests.Session`.
@@ -177,6 +202,8 @@ def request(session, method, url, image_href=None, retries=None,
         [download]retries.
     :param error_class: the exception for a request that cannot be made
         (connection refused, timeout, TLS failure, redirect loop).
+    :param certificate_error_class: the exception for a certificate that
+        fails verification; default ``error_class``.
     :param kwargs: passed to :meth:`requests.Session.request`; ``verify``
         and ``timeout`` must be among them.
     :returns: the response, whatever its status unless a retryable one.
@@ -219,6 +246,8 @@ def request(session, method, url, image_href=None, retries=None,
             reason=_('more than %d redirects, or a redirect loop')
             % session.max_redirects)
     except requests.RequestException as error:
+        if certificate_error_class and is_certificate_failure(error):
+            error_class = certificate_error_class
         raise error_class(image_href=image_href,
                           reason=describe(error, url, image_href))
 

@@ -133,7 +133,8 @@ class OciClient:
         ref = parse_reference(image_url)
         return self._authorization.get((ref.host, ref.repository))
 
-    def _answer_challenge(self, host, repository, response, image_href):
+    def _answer_challenge(self, host, repository, response, image_href,
+                          renew=False):
         """Work out the Authorization to send after a 401; None if none."""
         scheme, params = oci_auth.parse_challenge(
             response.headers.get('Www-Authenticate'))
@@ -151,7 +152,7 @@ class OciClient:
                 reason=_('the registry asked for a token without a realm'))
         scope = 'repository:%s:pull' % repository
         key = (realm, params.get('service'), scope)
-        if params.get('error') == 'invalid_token':
+        if renew:
             self._tokens.forget(key)
         token = self._tokens.get(key)
         if token is None:
@@ -185,7 +186,7 @@ class OciClient:
         body = _json(response, image_href, _('token response'))
         token = (body.get('token') or body.get('access_token')
                  if isinstance(body, dict) else None)
-        if not token:
+        if not isinstance(token, str) or not token.strip():
             raise exception.ImageRefValidationFailed(
                 image_href=image_href,
                 reason=_('the token response has no token'))
@@ -216,30 +217,38 @@ class OciClient:
     def _send_to(self, scheme, host, path, image_href, retries=None,
                  **kwargs):
         url = '%s://%s%s' % (scheme, host, path)
+        # A certificate that fails verification is an attack or a
+        # misconfiguration, never a reason to fall back to plain HTTP.
         return http_client.request(
             self.session, kwargs.pop('method', 'GET'), url,
             image_href=image_href, retries=retries, error_class=_Unreachable,
+            certificate_error_class=exception.ImageDownloadFailed,
             verify=self.verify, timeout=http_client.timeout(), **kwargs)
 
     def _request_host(self, host, ref, path, image_href, headers=None,
                       **kwargs):
         """A request with the registry's auth dance (401, token, renew)."""
         auth_key = (host, ref.repository)
-        response = None
-        for _attempt in range(3):
+        renewed = False
+        for attempt in range(3):
             sent_auth = self._authorization.get(auth_key)
             request_headers = dict(headers or {})
             if sent_auth:
                 request_headers['Authorization'] = sent_auth
             response = self._send(host, path, image_href,
                                   headers=request_headers, **kwargs)
-            if response.status_code != 401:
+            if response.status_code != 401 or attempt == 2:
                 return response
+            invalid_token = 'invalid_token' in response.headers.get(
+                'Www-Authenticate', '')
+            # Credentials refused, or a token already renewed once: final.
+            if sent_auth and (renewed or not invalid_token):
+                return response
+            renewed = renewed or invalid_token
             new_auth = self._answer_challenge(host, ref.repository,
-                                              response, image_href)
-            if new_auth is None or (new_auth == sent_auth and 'invalid_token'
-                                    not in response.headers.get(
-                                        'Www-Authenticate', '')):
+                                              response, image_href,
+                                              renew=invalid_token)
+            if new_auth is None or new_auth == sent_auth:
                 return response
             response.close()
             self._authorization[auth_key] = new_auth
@@ -274,10 +283,10 @@ class OciClient:
         status = response.status_code
         if status == 200:
             return
+        detail = _registry_error(response)
         response.close()
         reason = _('HTTP %(status)s for the %(what)s%(detail)s') % {
-            'status': status, 'what': what,
-            'detail': _registry_error(response)}
+            'status': status, 'what': what, 'detail': detail}
         if status == 401:
             raise exception.ImageServiceAuthenticationRequired(
                 image_href=image_href, reason=reason)
@@ -305,11 +314,14 @@ class OciClient:
             response = self._request(ref, path, image_url)
             self._check(response, image_url, _('tag list'))
             body = _json(response, image_url, _('tag list'))
-            page = body.get('tags') if isinstance(body, dict) else None
-            if page is not None and not isinstance(page, list):
+            page = body.get('tags') if isinstance(body, dict) else []
+            if (not isinstance(body, dict) or (page is not None and (
+                    not isinstance(page, list)
+                    or not all(isinstance(tag, str) for tag in page)))):
                 raise exception.ImageRefValidationFailed(
                     image_href=image_url,
-                    reason=_('the tag list has no list of tags'))
+                    reason=_('the tag list is not an object with a list of '
+                             'tag names'))
             tags.extend(page or [])
             next_url = response.links.get('next', {}).get('url')
             if not next_url:
@@ -430,7 +442,7 @@ class OciClient:
                                  stream=True, allow_redirects=False)
         trusted = _is_secure_cdn_registry(ref.host)
         origin = urllib.parse.urlsplit(response.url).netloc
-        for _redirect in range(CONF.http.max_redirects + 1):
+        for _redirect in range(CONF.http.max_redirects):
             if response.status_code not in _REDIRECTS:
                 return response
             target = urllib.parse.urljoin(response.url,
@@ -449,6 +461,8 @@ class OciClient:
                 self.session, 'GET', target, image_href=image_href,
                 headers=redirect_headers, stream=True, allow_redirects=False,
                 verify=self.verify, timeout=http_client.timeout())
+        if response.status_code not in _REDIRECTS:
+            return response
         response.close()
         raise exception.ImageDownloadFailed(
             image_href=image_href,
@@ -531,12 +545,21 @@ def _is_secure_cdn_registry(host):
 
 
 def _registry_error(response):
-    """The first error code and message of a registry error body."""
+    """The first error code and message of a registry error body.
+
+    Only the first 64 KiB of the body are read: an error body is small,
+    and a hostile registry must not make us read a large one.
+    """
     try:
-        error = response.json()['errors'][0]
+        body = next(response.iter_content(_MAX_ERROR_BODY), b'')
+        error = json.loads(body)['errors'][0]
         return ': %s %s' % (error.get('code', ''), error.get('message', ''))
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError,
+            OSError, requests.RequestException):
         return ''
+
+
+_MAX_ERROR_BODY = 64 * units.Ki
 
 
 def single_layer(manifest, image_href):
@@ -567,4 +590,8 @@ def single_layer(manifest, image_href):
         raise exception.ImageRefValidationFailed(
             image_href=image_href,
             reason=_('the layer has no valid digest'))
+    if not isinstance(layer.get('annotations') or {}, dict):
+        raise exception.ImageRefValidationFailed(
+            image_href=image_href,
+            reason=_('the layer annotations are not an object'))
     return layer

@@ -33,9 +33,37 @@ _COMPRESSION_BY_SUFFIX = {'.zst': 'zstd', '.zstd': 'zstd', '.gz': 'gzip'}
 _TITLE = 'org.opencontainers.image.title'
 
 
+def _lower(value):
+    return value.lower() if isinstance(value, str) else ''
+
+
 def _arch(value):
-    value = (value or '').lower()
+    value = _lower(value)
     return _ARCH_ALIASES.get(value, value)
+
+
+def _text(mapping, name, position, image_href):
+    """A string field of an index entry's mapping, or None."""
+    value = mapping.get(name)
+    if value is not None and not isinstance(value, str):
+        raise exception.ImageRefValidationFailed(
+            image_href=image_href,
+            reason=_('%(name)s of index entry %(n)d is not a string') % {
+                'name': name, 'n': position})
+    return value
+
+
+def _field(entry, name, kind, position, image_href):
+    """A field of an index entry, of the kind it must have, or empty."""
+    value = entry.get(name)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise exception.ImageRefValidationFailed(
+            image_href=image_href,
+            reason=_('%(name)s of index entry %(n)d is not a %(kind)s') % {
+                'name': name, 'n': position, 'kind': kind.__name__})
+    return value
 
 
 def _compression(media_type, filename):
@@ -209,6 +237,7 @@ class OciImageService(base.BaseImageService):
                 return {}
             digest = entry['digest']
             disktype = (entry.get('annotations') or {}).get('disktype')
+            disktype = disktype if isinstance(disktype, str) else None
             manifest = self.client.get_manifest(ref.url(digest))
         layer = oci_registry.single_layer(manifest, image_href)
         filename = (layer.get('annotations') or {}).get(_TITLE)
@@ -245,12 +274,15 @@ def _choose(index, image_download_source, cpu_arch, image_href):
             raise exception.ImageRefValidationFailed(
                 image_href=image_href,
                 reason=_('index entry %d has no digest') % position)
-        platform = entry.get('platform') or {}
-        if (wanted_arch and platform.get('architecture')
-                and _arch(platform['architecture']) != wanted_arch):
+        platform = _field(entry, 'platform', dict, position, image_href)
+        annotations = _field(entry, 'annotations', dict, position,
+                             image_href)
+        architecture = _arch(_text(platform, 'architecture', position,
+                                   image_href))
+        if wanted_arch and architecture and architecture != wanted_arch:
             continue
-        disktype = ((entry.get('annotations') or {}).get('disktype')
-                    or '').lower()
+        disktype = _lower(_text(annotations, 'disktype', position,
+                                image_href))
         rank = (preferred.index(disktype) if disktype in preferred
                 else len(preferred))
         candidates.append((rank, position, entry))
