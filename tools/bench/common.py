@@ -22,7 +22,9 @@ end, which :func:`report` adds.
 """
 
 import json
+import os
 import sys
+import time
 
 MARKER = 'BENCH-RESULT '
 
@@ -54,6 +56,29 @@ def report(size, seconds, cpu_seconds=None, **extra):
     result.update(extra)
     sys.stdout.write(MARKER + json.dumps(result) + '\n')
     sys.stdout.flush()
+
+
+class Measure:
+    """Time the calls inside a ``with`` block, then :meth:`report` them.
+
+    Wall and CPU time start when the block is entered, after imports and
+    configuration; the RSS at that moment is reported as ``rss_before``.
+    """
+
+    def __enter__(self):
+        self.rss_before = proc_status_kib('VmRSS')
+        self._start = time.perf_counter()
+        self._start_cpu = time.process_time()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.seconds = time.perf_counter() - self._start
+        self.cpu_seconds = time.process_time() - self._start_cpu
+
+    def report(self, output, **extra):
+        """Report the measured block, which wrote the file ``output``."""
+        report(os.path.getsize(output), self.seconds, self.cpu_seconds,
+               rss_before_kib=self.rss_before, **extra)
 
 
 def fail(message):

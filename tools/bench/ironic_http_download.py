@@ -25,9 +25,7 @@ transfer, hash the file afterwards with ``checksum_utils.validate_checksum``
 as ``fetch`` does.
 """
 
-import os
 import sys
-import time
 
 import common
 
@@ -39,21 +37,16 @@ def main(url, output, sha256):
     from ironic.common import image_service
 
     service = image_service.HttpImageService()
-    rss_before = common.proc_status_kib('VmRSS')
-    start = time.perf_counter()
-    start_cpu = time.process_time()
-    with open(output, 'wb') as image_file:
-        service.download(url, image_file, checksum=sha256,
-                         checksum_algo='sha256')
-    if service.transfer_verified_checksum:
-        verified = 'in transfer (%s)' % service.transfer_verified_checksum
-    else:
-        checksum_utils.validate_checksum(output, sha256, 'sha256')
-        verified = 'after the download (validate_checksum on the file)'
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - start_cpu
-    common.report(os.path.getsize(output), seconds, cpu_seconds,
-                  rss_before_kib=rss_before, verified=verified)
+    with common.Measure() as measure:
+        with open(output, 'wb') as image_file:
+            service.download(url, image_file, checksum=sha256,
+                             checksum_algo='sha256')
+        if service.transfer_verified_checksum:
+            verified = 'in transfer (%s)' % service.transfer_verified_checksum
+        else:
+            checksum_utils.validate_checksum(output, sha256, 'sha256')
+            verified = 'after the download (validate_checksum on the file)'
+    measure.report(output, verified=verified)
 
 
 if __name__ == '__main__':

@@ -33,9 +33,7 @@ the layer digest.  ``fetch`` does not hash the file again since
 ``transfer_verified_checksum`` is set; fails unless it is BLOB_DIGEST.
 """
 
-import os
 import sys
-import time
 
 import common
 
@@ -48,20 +46,15 @@ def main(href, output, blob_digest):
 
     service = image_service.OciImageService()
     service.set_image_auth(href, None)
-    rss_before = common.proc_status_kib('VmRSS')
-    start = time.perf_counter()
-    start_cpu = time.process_time()
-    with open(output, 'wb') as image_file:
-        service.download(href, image_file)
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - start_cpu
+    with common.Measure() as measure:
+        with open(output, 'wb') as image_file:
+            service.download(href, image_file)
     if service.transfer_verified_checksum != blob_digest:
         common.fail('the blob digest was not verified in transfer: %r'
                     % service.transfer_verified_checksum)
-    common.report(os.path.getsize(output), seconds, cpu_seconds,
-                  rss_before_kib=rss_before,
-                  verified='manifest digest, then layer digest in transfer '
-                           '(%s)' % service.transfer_verified_checksum)
+    measure.report(output,
+                   verified='manifest digest, then layer digest in transfer '
+                            '(%s)' % service.transfer_verified_checksum)
 
 
 if __name__ == '__main__':

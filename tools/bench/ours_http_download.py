@@ -20,9 +20,7 @@ pipeline of ironic_images.transfer hashes in transfer (in its own thread)
 and raises ImageChecksumError on a mismatch.
 """
 
-import os
 import sys
-import time
 
 import common
 
@@ -33,19 +31,14 @@ def main(url, output, sha256):
     from ironic_images.image_service import http
 
     service = http.HttpImageService()
-    rss_before = common.proc_status_kib('VmRSS')
-    start = time.perf_counter()
-    start_cpu = time.process_time()
-    with open(output, 'wb') as image_file:
-        service.download(url, image_file, checksum='sha256:%s' % sha256)
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - start_cpu
+    with common.Measure() as measure:
+        with open(output, 'wb') as image_file:
+            service.download(url, image_file,
+                             checksum='sha256:%s' % sha256)
     if service.transfer_verified_checksum != 'sha256:%s' % sha256:
         common.fail('the checksum was not verified in transfer: %r'
                     % service.transfer_verified_checksum)
-    common.report(os.path.getsize(output), seconds, cpu_seconds,
-                  rss_before_kib=rss_before,
-                  verified=service.transfer_verified_checksum)
+    measure.report(output, verified=service.transfer_verified_checksum)
 
 
 if __name__ == '__main__':

@@ -26,9 +26,7 @@ checked against the manifest's.  Fails unless
 ``transfer_verified_checksum`` is BLOB_DIGEST.
 """
 
-import os
 import sys
-import time
 
 import common
 
@@ -41,20 +39,15 @@ def main(href, output, blob_digest):
 
     service = oci.OciImageService()
     service.set_image_auth(href, None)
-    rss_before = common.proc_status_kib('VmRSS')
-    start = time.perf_counter()
-    start_cpu = time.process_time()
-    with open(output, 'wb') as image_file:
-        service.download(href, image_file)
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - start_cpu
+    with common.Measure() as measure:
+        with open(output, 'wb') as image_file:
+            service.download(href, image_file)
     if service.transfer_verified_checksum != blob_digest:
         common.fail('the blob digest was not verified in transfer: %r'
                     % service.transfer_verified_checksum)
-    common.report(os.path.getsize(output), seconds, cpu_seconds,
-                  rss_before_kib=rss_before,
-                  verified='manifest digest, then layer digest in transfer '
-                           '(%s)' % service.transfer_verified_checksum)
+    measure.report(output,
+                   verified='manifest digest, then layer digest in transfer '
+                            '(%s)' % service.transfer_verified_checksum)
 
 
 if __name__ == '__main__':
