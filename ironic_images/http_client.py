@@ -260,7 +260,8 @@ def describe(error, url, shown_href):
     :param shown_href: what may be shown instead of the URL; when it is
         not the URL itself, the URL and its path are taken out of the text
         (requests puts the path in its messages).
-    :returns: a one-line reason.
+    :returns: a one-line reason, credentials masked (it goes to log
+        lines as well as to exceptions).
     """
     if isinstance(error, _RetryableStatus):
         return 'HTTP %s' % error.response.status_code
@@ -277,4 +278,4 @@ def describe(error, url, shown_href):
                        parts.path):
             if secret and secret != '/':
                 text = text.replace(secret, shown_href)
-    return text
+    return masking.mask_text(text)

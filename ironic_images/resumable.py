@@ -90,6 +90,12 @@ def validator(response):
     return response.headers.get('Last-Modified')
 
 
+def _describe(error):
+    # urllib3 puts the request path, query included, in its messages, and
+    # this text goes to a log line.
+    return masking.mask_text('%s: %s' % (type(error).__name__, error))
+
+
 def _body_reader(response):
     """Return a readinto function for a response's raw body.
 
@@ -171,8 +177,7 @@ class ResumableResponse:
         self._progress_mark = self.offset
         reason = (_('the body ended at byte %(offset)d of %(total)s') % {
             'offset': self.offset, 'total': self.total}
-            if isinstance(error, _BodyEndedEarly)
-            else '%s: %s' % (type(error).__name__, error))
+            if isinstance(error, _BodyEndedEarly) else _describe(error))
         self.response.close()
         while True:
             self._failures += 1
@@ -192,7 +197,7 @@ class ResumableResponse:
                 if self._resume_from_offset():
                     return
             except DROPS as retry_error:
-                reason = '%s: %s' % (type(retry_error).__name__, retry_error)
+                reason = _describe(retry_error)
             else:
                 reason = _('HTTP %s when reconnecting') % (
                     self._refusal.status_code)

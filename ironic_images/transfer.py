@@ -42,6 +42,7 @@ from oslo_log import log as logging
 from ironic_images._i18n import _
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images import masking
 
 LOG = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ def _restart(pool, depth, stages, failure, image_href):
                 reason=_('the source must start again from the first byte '
                          'and the destination cannot be rewound'))
         LOG.info('Restarting the transfer of %s from the first byte',
-                 image_href)
+                 masking.mask_href(image_href))
         for stage in stages:
             stage.reset()
     finally:
@@ -334,7 +335,8 @@ def _as_our_exception(error, image_href):
         reason = os.strerror(error.errno) if error.errno else str(error)
     else:
         reason = '%s: %s' % (type(error).__name__, error)
-    LOG.debug('Transfer of %(href)s failed', {'href': image_href},
-              exc_info=error)
+    LOG.debug('Transfer of %(href)s failed: %(reason)s',
+              {'href': masking.mask_href(image_href),
+               'reason': masking.mask_text(reason)})
     return exception.ImageDownloadFailed(image_href=image_href,
                                          reason=reason)

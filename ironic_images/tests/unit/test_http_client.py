@@ -11,6 +11,7 @@
 # under the License.
 
 import datetime
+import logging
 from unittest import mock
 
 import fixtures
@@ -148,3 +149,15 @@ class RequestTestCase(base.TestCase):
             self.session, 'GET', url, retries=0, verify=True,
             timeout=(1, 1))
         self.assertNotIn('s3cr3t', str(error))
+
+    def test_secret_query_masked_in_retry_log_lines(self):
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
+        url = URL + '?temp_url_sig=s3cr3t'
+        self.mocker.get(url, exc=requests.ConnectionError(
+            'Max retries exceeded with url: /disk.img?temp_url_sig=s3cr3t'))
+        self.assertRaises(
+            exception.ImageDownloadFailed, http_client.request,
+            self.session, 'GET', url, retries=1, verify=True,
+            timeout=(1, 1))
+        self.assertIn('retrying', logs.output)
+        self.assertNotIn('s3cr3t', logs.output)
