@@ -51,6 +51,15 @@ _EXPECTED_ERRORS = (exception.IronicImagesException, commands.UsageError,
                     cfg.Error)
 
 
+# Each module adds its sub-commands with add_parsers(subparsers).
+COMMAND_MODULES = (commands,)
+
+
+def _add_parsers(subparsers):
+    for module in COMMAND_MODULES:
+        module.add_parsers(subparsers)
+
+
 def _exit_code(error):
     return (EXIT_BAD_INPUT if isinstance(error, BAD_INPUT_ERRORS)
             else EXIT_FAILURE)
@@ -69,7 +78,7 @@ def main(argv=None):
     command_opt = cfg.SubCommandOpt(
         'command', title='Commands', dest='command',
         help='Run "ironic-images COMMAND --help" for its arguments.',
-        handler=commands.add_parsers)
+        handler=_add_parsers)
     CONF.register_cli_opt(command_opt)
     try:
         return _run(argv)
