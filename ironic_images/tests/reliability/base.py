@@ -1,0 +1,133 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What every reliability test shares: seeds, hypothesis settings, bounds.
+
+Random choices come from :func:`seeded_random`: the seed is taken from
+``IRONIC_IMAGES_SEED`` when set, else drawn, and always printed (and
+attached to the test's details), so that a failing run can be replayed
+with ``IRONIC_IMAGES_SEED=<seed> tox -e reliability -- <test id>``.
+
+Hypothesis runs derandomized with no example database (the same examples
+on every run, in CI and locally) unless ``IRONIC_IMAGES_HYPOTHESIS=explore``
+asks for fresh random examples; hangs are caught by :func:`bounded`, not by
+hypothesis deadlines, which flake on a loaded machine.
+"""
+
+import contextlib
+import os
+import random
+import signal
+import sys
+
+import fixtures
+import hypothesis
+from oslo_utils import units
+import testtools.content
+
+from ironic_images import exception
+from ironic_images import fileutils
+from ironic_images import http_client
+from ironic_images.tests import base
+
+SEED_VARIABLE = 'IRONIC_IMAGES_SEED'
+PROFILE_VARIABLE = 'IRONIC_IMAGES_HYPOTHESIS'
+
+hypothesis.settings.register_profile(
+    'ci', derandomize=True, database=None, deadline=None,
+    max_examples=200, print_blob=True,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow,
+                           hypothesis.HealthCheck.data_too_large])
+hypothesis.settings.register_profile(
+    'explore', parent=hypothesis.settings.get_profile('ci'),
+    derandomize=False, max_examples=2000)
+hypothesis.settings.load_profile(os.environ.get(PROFILE_VARIABLE, 'ci'))
+
+# Seconds one fuzzed input may take before it counts as a hang: far above
+# what any input needs (milliseconds), so a loaded machine cannot flake it.
+HANG_SECONDS = 10
+
+
+class Hang(Exception):
+    """An input took longer than :data:`HANG_SECONDS`."""
+
+
+@contextlib.contextmanager
+def bounded(seconds=HANG_SECONDS, what='the call'):
+    """Fail with :class:`Hang` if the block runs longer than ``seconds``.
+
+    Uses SIGALRM, so only in the main thread (where stestr runs tests).
+    """
+    def _alarm(_signum, _frame):
+        raise Hang('%s took more than %ss' % (what, seconds))
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def seeded_random(test, salt=''):
+    """A :class:`random.Random` whose seed is printed for replay.
+
+    :param test: the running test case (the seed joins its details).
+    :param salt: mixed into a drawn seed, never into a given one.
+    :returns: ``(rng, seed)``.
+    """
+    given = os.environ.get(SEED_VARIABLE)
+    seed = int(given) if given else random.SystemRandom().randrange(2 ** 32)
+    line = 'seed %d (replay: %s=%d tox -e reliability -- %s)' % (
+        seed, SEED_VARIABLE, seed, test.id())
+    sys.stderr.write(line + '\n')
+    test.addDetail('seed', testtools.content.text_content(line))
+    return random.Random('%d%s' % (seed, '' if given else salt)), seed
+
+
+def is_ours(error):
+    """Whether an exception is one the library may raise."""
+    return isinstance(error, exception.IronicImagesException)
+
+
+class ReliabilityTestCase(base.TestCase):
+    """Temp dirs, fast backoff, a one-second timeout, small chunks.
+
+    ``self.dest_dir`` is where downloads go, through
+    :func:`ironic_images.fileutils.atomic_write`, as a real caller does.
+    """
+
+    TIMEOUT = 240
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(self.TIMEOUT, gentle=True))
+        self.useFixture(fixtures.MockPatchObject(http_client, 'BACKOFF_BASE',
+                                                 0.01))
+        self.useFixture(fixtures.MockPatchObject(http_client,
+                                                 'MAX_RETRY_AFTER', 1.0))
+        self.config(webserver_connection_timeout=1)
+        self.config(chunk_size=64 * units.Ki, retries=3, group='download')
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.dest_dir = os.path.join(self.tmp, 'dest')
+        os.mkdir(self.dest_dir)
+
+    def assertNothingAt(self, dest, message=''):
+        """Neither ``dest`` nor any temp file of it is left."""
+        self.assertFalse(os.path.exists(dest), message)
+        self.assertEqual([], self.leftovers(), message)
+
+    def leftovers(self):
+        """The temp files left in ``dest_dir``."""
+        return sorted(name for name in os.listdir(self.dest_dir)
+                      if name.endswith(fileutils.PART_SUFFIX))
