@@ -181,6 +181,42 @@ class HttpImageService(base.BaseImageService):
             'no_cache': 'no-store' in cache_control,
         }
 
+    def is_unchanged(self, image_href, etag=None, last_modified=None):
+        """Tell whether an image is still the version a cache holds.
+
+        Sends a conditional GET (``If-None-Match`` with ``etag``,
+        ``If-Modified-Since`` with ``last_modified``) through the same
+        auth, TLS, redirect and retry path as every other request. A 304
+        carries no body; a 200 is closed without reading its body, so a
+        revalidation never moves the image.
+
+        :param image_href: the URL.
+        :param etag: the ``ETag`` the cached copy was downloaded with.
+        :param last_modified: its ``Last-Modified`` header value.
+        :returns: True on 304 Not Modified; False when the server sends
+            the image (it changed, or it ignores the conditions) or when
+            there is no validator to send.
+        :raises: as :meth:`validate_href`.
+        """
+        _check_scheme(image_href)
+        headers = {}
+        if etag:
+            headers['If-None-Match'] = etag
+        if last_modified:
+            headers['If-Modified-Since'] = last_modified
+        if not headers:
+            return False
+        error_class = exception.ImageRefValidationFailed
+        response = self._send('GET', image_href, error_class,
+                              headers=headers, stream=True)
+        try:
+            if response.status_code == 304:
+                return True
+            self._check_status(response, image_href, error_class, None)
+            return False
+        finally:
+            response.close()
+
     def _open(self, image_href, headers=None):
         """A streaming GET, with status checked."""
         response = self._send('GET', image_href,
