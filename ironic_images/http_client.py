@@ -19,6 +19,7 @@ identity``, so the bytes hashed are the bytes of the image.
 
 import datetime
 import email.utils
+import math
 import os
 import random
 import ssl
@@ -134,6 +135,9 @@ def retry_after(response):
             return None
         now = datetime.datetime.now(datetime.timezone.utc)
         seconds = (when - now.replace(tzinfo=None)).total_seconds()
+    if math.isnan(seconds):
+        # "nan" parses as a float; sleeping NaN seconds raises ValueError.
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 

@@ -1,0 +1,51 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Regression tests of the bugs the reliability suite found.
+
+Each test names the fuzz or fault test that found the bug; the fix is in
+the library module the test exercises.
+"""
+
+import fixtures
+import requests
+import requests_mock
+
+from ironic_images import exception
+from ironic_images import http_client
+from ironic_images.tests.reliability import base
+
+
+class TestRetryAfterNaN(base.ReliabilityTestCase):
+    """Found by test_fuzz_headers: ``Retry-After: nan`` escaped ValueError.
+
+    float('nan') parses, and time.sleep(nan) raises ValueError, which
+    escaped http_client.request (through tenacity) and ResumableResponse.
+    """
+
+    def test_nan_is_ignored(self):
+        response = requests.Response()
+        response.status_code = 429
+        response.headers['Retry-After'] = 'nan'
+        self.assertIsNone(http_client.retry_after(response))
+        self.assertLessEqual(0, http_client.backoff(1, response))
+
+    def test_request_gives_up_with_our_exception(self):
+        self.useFixture(fixtures.MockPatchObject(http_client, 'BACKOFF_BASE',
+                                                 0.001))
+        with requests_mock.Mocker() as mocker:
+            mocker.get('http://127.0.0.1:9/x', status_code=429,
+                       headers={'Retry-After': 'NaN'})
+            self.assertRaises(
+                exception.ImageHostRateLimitFailure, http_client.request,
+                requests.Session(), 'GET', 'http://127.0.0.1:9/x', retries=2,
+                verify=True, timeout=1)
