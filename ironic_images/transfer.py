@@ -328,8 +328,11 @@ class _Recycler:
 
 
 def _as_our_exception(error, image_href):
-    if isinstance(error, (exception.IronicImagesException,
-                          KeyboardInterrupt, SystemExit)):
+    # Exceptions that are not errors (KeyboardInterrupt, SystemExit, an
+    # eventlet or greenlet timeout or exit: BaseException but not
+    # Exception) must reach the caller as they are.
+    if (isinstance(error, exception.IronicImagesException)
+            or not isinstance(error, Exception)):
         return error
     if isinstance(error, OSError):
         reason = os.strerror(error.errno) if error.errno else str(error)

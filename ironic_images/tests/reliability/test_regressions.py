@@ -23,6 +23,7 @@ import requests_mock
 from ironic_images import exception
 from ironic_images import http_client
 from ironic_images.tests.reliability import base
+from ironic_images import transfer
 
 
 class TestRetryAfterNaN(base.ReliabilityTestCase):
@@ -49,3 +50,41 @@ class TestRetryAfterNaN(base.ReliabilityTestCase):
                 exception.ImageHostRateLimitFailure, http_client.request,
                 requests.Session(), 'GET', 'http://127.0.0.1:9/x', retries=2,
                 verify=True, timeout=1)
+
+
+class _Interrupt(BaseException):
+    """Like eventlet.Timeout or greenlet.GreenletExit: not an error."""
+
+
+class TestBaseExceptionsPassThrough(base.ReliabilityTestCase):
+    """Found by test_fuzz_headers: a BaseException became a download error.
+
+    transfer.stream turned everything but KeyboardInterrupt and SystemExit
+    into ImageDownloadFailed, so an eventlet Timeout (a BaseException) of
+    a caller, or a test's hang alarm, was reported as a failed download.
+    """
+
+    def test_from_the_source(self):
+        class Source:
+            def readinto(self, buffer):
+                raise _Interrupt()
+
+        self.assertRaises(_Interrupt, transfer.stream, Source(), [],
+                          'http://127.0.0.1:9/x')
+
+    def test_from_a_stage(self):
+        class Stage:
+            def update(self, data):
+                raise _Interrupt()
+
+        self.assertRaises(_Interrupt, transfer.stream,
+                          transfer.IterableSource([b'x' * 10]), [Stage()],
+                          'http://127.0.0.1:9/x')
+
+    def test_errors_are_still_ours(self):
+        class Source:
+            def readinto(self, buffer):
+                raise KeyError('x')
+
+        self.assertRaises(exception.ImageDownloadFailed, transfer.stream,
+                          Source(), [], 'http://127.0.0.1:9/x')
