@@ -326,12 +326,14 @@ def _validate_convert_args(src_format, out_format, out_subformat,
     if not src_format:
         refuse(_('the source format must be given; qemu-img never guesses '
                  'it'))
+    # Named before translation: "iso" would become raw, which is not what
+    # a caller asking for an ISO means.
     qemu_out = fixup_disk_format(out_format)
-    if qemu_out not in _OUTPUT_SUBFORMATS:
+    if out_format not in _OUTPUT_SUBFORMATS and out_format != 'vhd':
         refuse(_('output format %(fmt)s is not supported (supported: '
                  '%(supported)s)') % {
             'fmt': out_format,
-            'supported': ', '.join(sorted(_OUTPUT_SUBFORMATS))})
+            'supported': ', '.join(sorted(_OUTPUT_SUBFORMATS) + ['vhd'])})
     subformats = _OUTPUT_SUBFORMATS[qemu_out]
     if out_subformat and out_subformat not in subformats:
         refuse(_('subformat %(sub)s of %(fmt)s is not supported (supported: '
