@@ -1,0 +1,343 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Fetching: from an href to a verified, inspected image on disk.
+
+:func:`fetch` downloads through the image's driver into an
+:class:`~ironic_images.image_sink.ImageSink` in a temp file beside the
+destination: the driver's pipeline hashes what arrives while the sink
+decompresses it, feeds the format inspector and writes it sparse. Then the
+verdict of the inspector is checked (:func:`inspection.check_image`), the
+file is fsynced and renamed into place. Nothing is read twice: a
+conversion (:func:`fetch_to_raw`) reads the fetched file once, in qemu-img.
+"""
+
+import contextlib
+import os
+import shutil
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+from ironic_images._i18n import _
+from ironic_images.conf import CONF
+from ironic_images import exception
+from ironic_images import fileutils
+from ironic_images import image_service
+from ironic_images import image_sink
+from ironic_images import inspection
+from ironic_images import masking
+from ironic_images import qemu_img
+from ironic_images import temporary
+
+LOG = logging.getLogger(__name__)
+
+# Formats whose bytes already are the disk: no conversion to raw.
+RAW_FORMATS = ('raw', 'gpt', 'iso')
+
+
+class FetchedImage:
+    """An image fetched to disk, verified and inspected.
+
+    :ivar path: where it is.
+    :ivar size: its size in bytes (after decompression).
+    :ivar format: the format the inspector found (oslo names: raw, qcow2,
+        vmdk, vhd, vhdx, gpt, iso, ...), as :func:`check_image` settled it.
+    :ivar virtual_size: the disk size it describes, in bytes, or None.
+    :ivar checksum: ``algo:hex`` the transfer verified, or None.
+    :ivar compression: ``zstd``, ``gzip``, ``xz`` or None.
+    :ivar properties: what the driver's ``show()`` said, or None.
+    """
+
+    def __init__(self, path, size, format, virtual_size, checksum,
+                 compression, properties):
+        self.path = path
+        self.size = size
+        self.format = format
+        self.virtual_size = virtual_size
+        self.checksum = checksum
+        self.compression = compression
+        self.properties = properties
+
+    def __repr__(self):
+        return ('FetchedImage(path=%r, format=%r, size=%r, '
+                'virtual_size=%r, checksum=%r, compression=%r)'
+                % (self.path, self.format, self.size, self.virtual_size,
+                   self.checksum, self.compression))
+
+
+def check_available_space(path, required_bytes, image_href):
+    """Check a file system has room for ``required_bytes``.
+
+    :param path: the destination file, or its directory.
+    :param required_bytes: the bytes needed; None or 0 checks nothing.
+    :param image_href: the image, for the message.
+    :raises: InsufficientDiskSpace naming what is needed and what is free;
+        ImageDownloadFailed when the file system cannot be queried.
+    """
+    if not required_bytes:
+        return
+    directory = path if os.path.isdir(path) else (
+        os.path.dirname(os.path.abspath(path)))
+    try:
+        stat = os.statvfs(directory)
+    except OSError as error:
+        raise exception.ImageDownloadFailed(
+            image_href=image_href,
+            reason=_('cannot check the free space of %(dir)s: %(error)s')
+            % {'dir': directory, 'error': os.strerror(error.errno)})
+    free = stat.f_bavail * stat.f_frsize
+    if free < required_bytes:
+        raise exception.InsufficientDiskSpace(
+            path=directory, image_href=image_href,
+            required_mib=-(-required_bytes // units.Mi),
+            free_mib=free // units.Mi)
+
+
+def fetch(context, image_href, path, checksum=None, checksum_algo=None,
+          expected_format=None, image_auth_data=None, progress=None,
+          cpu_arch=None):
+    """Download an image to ``path``: verified, decompressed, inspected.
+
+    In one pass over the bytes: the checksum (and the digest or hash the
+    source declares) is verified, zstd/gzip/xz is decompressed (capped by
+    ``[download]max_decompressed_size``), the format inspector is fed and
+    all-zero blocks are left as holes. The file is then checked
+    (:func:`ironic_images.inspection.check_image`), fsynced and renamed
+    to ``path``; on any failure nothing is left at ``path``.
+
+    :param context: the request context (Glance), or None.
+    :param image_href: the image: ``file://``, ``http(s)://``, ``oci://``
+        (a tag is resolved to one artifact), a Glance UUID, or any scheme
+        a driver is installed for.
+    :param path: the destination file.
+    :param checksum: expected checksum: ``algo:hex``, bare hex or the URL
+        of a checksum file; checked on the bytes as served (compressed).
+    :param checksum_algo: the algorithm of a bare-hex ``checksum``.
+    :param expected_format: the declared disk format, or None.
+    :param image_auth_data: credentials for drivers that take them
+        (``oci``: as ``get_image_service_auth_override`` returns), or None.
+    :param progress: ``progress(done, total)`` callable, or None.
+    :param cpu_arch: for an OCI index: the architecture to pick.
+    :returns: a :class:`FetchedImage`.
+    :raises: ImageRefValidationFailed, ImageNotFound, ImageNotAuthorized,
+        ImageDownloadFailed, ImageChecksumError, InsufficientDiskSpace,
+        ImageUnacceptable, InvalidImage, TemporaryFailure.
+    """
+    with _fetched_part(context, image_href, path, checksum, checksum_algo,
+                       expected_format, image_auth_data, progress,
+                       cpu_arch) as fetched:
+        fileutils.commit(fetched.path, path)
+        fetched.path = path
+    return fetched
+
+
+def fetch_to_raw(context, image_href, path, checksum=None,
+                 checksum_algo=None, expected_format=None,
+                 image_auth_data=None, progress=None, cpu_arch=None):
+    """Fetch an image and leave it at ``path`` as a raw disk.
+
+    A raw (or gpt, iso) image is fetched straight to ``path``, sparse.
+    Any other permitted format is checked again by ``qemu-img info``,
+    its virtual size checked against the free space, and converted with
+    qemu-img; the fetched file is removed.
+
+    :param context: as :func:`fetch`; so are the other parameters.
+    :returns: a :class:`FetchedImage` whose ``format`` is the raw-like
+        format (``raw``, ``gpt``, ``iso``).
+    :raises: as :func:`fetch`, and ImageConvertFailed.
+    """
+    with _fetched_part(context, image_href, path, checksum, checksum_algo,
+                       expected_format, image_auth_data, progress,
+                       cpu_arch) as fetched:
+        if fetched.format in RAW_FORMATS:
+            fileutils.commit(fetched.path, path)
+        else:
+            _convert_fetched(fetched, path, 'raw', image_href)
+            fetched.format = 'raw'
+        fetched.path = path
+    return fetched
+
+
+def _convert_fetched(fetched, dest, out_format, image_href,
+                     out_subformat=None):
+    info = qemu_img.qemu_img_info(fetched.path, fetched.format, image_href)
+    check_available_space(dest, info.virtual_size, image_href)
+    qemu_img.convert_image(fetched.path, dest, out_format, fetched.format,
+                           out_subformat=out_subformat,
+                           image_href=image_href, source_info=info)
+    fetched.virtual_size = info.virtual_size
+    fetched.size = os.stat(dest).st_size
+
+
+@contextlib.contextmanager
+def _fetched_part(context, image_href, path, checksum, checksum_algo,
+                  expected_format, image_auth_data, progress, cpu_arch):
+    """Fetch into a temp file beside ``path``; removed if not committed."""
+    service = image_service.get_image_service(image_href, context=context)
+    if image_auth_data is not None and service.is_auth_set_needed:
+        service.set_image_auth(image_href, image_auth_data)
+    href, properties = _resolve(service, image_href, cpu_arch)
+    check_available_space(path, properties.get('size'), href)
+    part = _new_part(path, href)
+    try:
+        result = _download(service, href, part, checksum, checksum_algo,
+                           progress)
+        fmt = inspection.check_image(result.detected, href, expected_format)
+        yield FetchedImage(part, result.size, fmt,
+                           result.detected.virtual_size,
+                           service.transfer_verified_checksum,
+                           result.compression, properties)
+    finally:
+        fileutils.remove_quietly(part)
+
+
+def _new_part(path, image_href):
+    try:
+        return fileutils.part_path(path)
+    except OSError as error:
+        raise exception.ImageDownloadFailed(
+            image_href=image_href,
+            reason=_('cannot create a file beside %(path)s: %(error)s')
+            % {'path': path, 'error': os.strerror(error.errno)})
+
+
+def _resolve(service, image_href, cpu_arch):
+    """The href to download and its properties; OCI tags made specific."""
+    try:
+        return image_href, service.show(image_href)
+    except exception.OciImageNotSpecific:
+        pass
+    artifact = service.identify_specific_image(image_href,
+                                               cpu_arch=cpu_arch)
+    if not artifact:
+        raise exception.ImageNotFound(
+            image_href=image_href,
+            reason=_('no artifact matches architecture %s')
+            % (cpu_arch or 'any'))
+    href = artifact['image_url']
+    LOG.debug('%(href)s resolves to %(url)s',
+              {'href': masking.mask_href(image_href), 'url': href})
+    return href, service.show(href)
+
+
+def _download(service, image_href, part, checksum, checksum_algo,
+              progress):
+    limit = CONF.download.max_decompressed_size * units.Mi
+    try:
+        with open(part, 'wb', buffering=0) as image_file:
+            sink = image_sink.ImageSink(
+                image_file, image_href,
+                inspector=inspection.StreamInspector(image_href),
+                max_decompressed_size=limit)
+            service.download(image_href, sink, checksum=checksum,
+                             checksum_algo=checksum_algo, progress=progress)
+            return sink.finish()
+    except OSError as error:
+        raise exception.ImageDownloadFailed(
+            image_href=image_href,
+            reason=os.strerror(error.errno) if error.errno else str(error))
+
+
+def fetch_verify_image(context, image_href, dest, size=None, **kwargs):
+    """Fetch an image without converting it, refusing one too large.
+
+    :param context: as :func:`fetch`.
+    :param image_href: as :func:`fetch`.
+    :param dest: the destination file.
+    :param size: the volume size in GiB the image must fit, or None.
+    :param kwargs: the other keyword arguments of :func:`fetch`.
+    :returns: a :class:`FetchedImage`.
+    :raises: as :func:`fetch`; ImageUnacceptable when the virtual size
+        exceeds ``size``.
+    """
+    with _fetched_part(context, image_href, dest, **_fetch_args(kwargs)) \
+            as fetched:
+        if size is not None and fetched.virtual_size:
+            inspection.check_virtual_size(fetched.virtual_size, size,
+                                          image_href)
+        fileutils.commit(fetched.path, dest)
+        fetched.path = dest
+    return fetched
+
+
+def fetch_to_volume_format(context, image_href, dest, volume_format,
+                           volume_subformat=None, size=None, **kwargs):
+    """Fetch an image and leave it at ``dest`` in ``volume_format``.
+
+    An image fetched in the same block by
+    :meth:`ironic_images.temporary.TemporaryImages.fetch` is used instead
+    of downloading it again.
+
+    :param context: as :func:`fetch`.
+    :param image_href: as :func:`fetch`.
+    :param dest: the destination file.
+    :param volume_format: raw, qcow2, vmdk, vhd (vpc) or vhdx.
+    :param volume_subformat: a qemu-img ``subformat`` for vmdk/vhd/vhdx.
+    :param size: the volume size in GiB the image must fit, or None.
+    :param kwargs: the other keyword arguments of :func:`fetch`.
+    :returns: a :class:`FetchedImage` describing ``dest``.
+    :raises: as :func:`fetch_to_raw`.
+    """
+    volume_format = qemu_img.fixup_disk_format(volume_format)
+    fetched_before = temporary.TemporaryImages.for_image_service(
+        None).get(context, image_href)
+    if fetched_before is not None:
+        fetched = _inspect_local(fetched_before, image_href,
+                                 kwargs.get('expected_format'))
+        _to_format(fetched, dest, volume_format, volume_subformat, size,
+                   image_href, keep_source=True)
+        return fetched
+    with _fetched_part(context, image_href, dest, **_fetch_args(kwargs)) \
+            as fetched:
+        _to_format(fetched, dest, volume_format, volume_subformat, size,
+                   image_href)
+    return fetched
+
+
+def _to_format(fetched, dest, volume_format, volume_subformat, size,
+               image_href, keep_source=False):
+    if size is not None and fetched.virtual_size:
+        inspection.check_virtual_size(fetched.virtual_size, size, image_href)
+    same = (fetched.format == volume_format
+            or (volume_format == 'raw' and fetched.format in RAW_FORMATS))
+    if same and not volume_subformat:
+        if keep_source:
+            check_available_space(dest, fetched.size, image_href)
+            with fileutils.atomic_write(dest) as out, \
+                    open(fetched.path, 'rb') as source:
+                shutil.copyfileobj(source, out, CONF.download.chunk_size)
+        else:
+            fileutils.commit(fetched.path, dest)
+    else:
+        _convert_fetched(fetched, dest, volume_format, image_href,
+                         out_subformat=volume_subformat)
+        fetched.format = volume_format
+    fetched.path = dest
+
+
+def _inspect_local(path, image_href, expected_format):
+    detected = inspection.inspect_file(path, image_href)
+    fmt = inspection.check_image(detected, image_href, expected_format)
+    return FetchedImage(path, os.stat(path).st_size, fmt,
+                        detected.virtual_size, None, None, None)
+
+
+def _fetch_args(kwargs):
+    args = dict.fromkeys(('checksum', 'checksum_algo', 'expected_format',
+                          'image_auth_data', 'progress', 'cpu_arch'))
+    unknown = set(kwargs) - set(args)
+    if unknown:
+        raise TypeError('unexpected arguments: %s' % ', '.join(
+            sorted(unknown)))
+    args.update(kwargs)
+    return args

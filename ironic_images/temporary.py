@@ -1,0 +1,132 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Temp files and directories, and images fetched once for a block."""
+
+import contextlib
+import os
+import tempfile
+
+from ironic_images.conf import CONF
+from ironic_images import fileutils
+
+
+@contextlib.contextmanager
+def temporary_file(suffix='', prefix='tmp', **kwargs):
+    """A temp file in ``[DEFAULT]tempdir``, removed at the end.
+
+    :param suffix: the end of its name.
+    :param prefix: the start of its name.
+    :param kwargs: ignored (for Cinder compatibility).
+    :returns: a context manager yielding the path.
+    """
+    fd, path = tempfile.mkstemp(suffix=suffix, prefix=prefix,
+                                dir=CONF.tempdir)
+    os.close(fd)
+    try:
+        yield path
+    finally:
+        fileutils.remove_quietly(path)
+
+
+@contextlib.contextmanager
+def temporary_dir():
+    """A temp directory in ``[DEFAULT]tempdir``, removed with its files.
+
+    :returns: a context manager yielding the path.
+    """
+    with tempfile.TemporaryDirectory(dir=CONF.tempdir) as path:
+        yield path
+
+
+class TemporaryImages:
+    """Images fetched once for a block of work, as in Cinder.
+
+    A caller fetches an image with :meth:`fetch` to inspect it before
+    deciding what to do; :func:`fetch_to_volume_format` called inside the
+    block for the same user and image uses that file instead of
+    downloading again.
+
+    :param image_service: what the images belong to (any object; Cinder
+        passes its Glance service), or None.
+    """
+
+    _default = None
+
+    def __init__(self, image_service=None):
+        self.temporary_images = {}
+        self.image_service = image_service
+
+    @classmethod
+    def for_image_service(cls, image_service):
+        """Return the registry of ``image_service``, made on first use.
+
+        :param image_service: any object that accepts attributes, or None
+            for the process-wide registry.
+        :returns: a :class:`TemporaryImages`.
+        """
+        if image_service is None:
+            if cls._default is None:
+                cls._default = cls()
+            return cls._default
+        instance = getattr(image_service, 'temp_images', None)
+        if not isinstance(instance, cls):
+            instance = cls(image_service)
+            image_service.temp_images = instance
+        return instance
+
+    @classmethod
+    @contextlib.contextmanager
+    def fetch(cls, image_service, context, image_href, suffix='',
+              **kwargs):
+        """Fetch an image to a temp file for the length of a block.
+
+        :param image_service: as :meth:`for_image_service`.
+        :param context: the request context, or None.
+        :param image_href: the image.
+        :param suffix: the end of the temp file's name.
+        :param kwargs: keyword arguments of :func:`fetch`.
+        :returns: a context manager yielding the path of the verified,
+            inspected (not converted) image.
+        :raises: as :func:`fetch`.
+        """
+        registries = {cls.for_image_service(image_service),
+                      cls.for_image_service(None)}
+        user = _user(context)
+        # Imported here: image_fetch uses this module's registry.
+        from ironic_images import image_fetch
+
+        with temporary_file(prefix='image_fetch_', suffix=suffix) as path:
+            image_fetch.fetch_verify_image(context, image_href, path,
+                                           **kwargs)
+            for registry in registries:
+                registry.temporary_images.setdefault(
+                    user, {})[image_href] = path
+            try:
+                yield path
+            finally:
+                for registry in registries:
+                    registry.temporary_images.get(user, {}).pop(
+                        image_href, None)
+
+    def get(self, context, image_href):
+        """The path of an image fetched in an open block, or None.
+
+        :param context: the request context (its user), or None.
+        :param image_href: the image.
+        :returns: the path or None.
+        """
+        return self.temporary_images.get(_user(context), {}).get(image_href)
+
+
+def _user(context):
+    return getattr(context, 'user_id', None)
