@@ -218,7 +218,14 @@ def request(session, method, url, image_href=None, retries=None,
     retries = CONF.download.retries if retries is None else retries
 
     def _send():
-        response = session.request(method, url, **kwargs)
+        try:
+            response = session.request(method, url, **kwargs)
+        except ValueError as error:
+            # urllib.parse raises ValueError for a malformed URL, such as
+            # the Location of a redirect ("http://[x/"); requests lets it
+            # through. It will not parse better on a retry.
+            raise requests.exceptions.InvalidURL(
+                _('malformed URL: %s') % error) from None
         if response.status_code in RETRY_STATUSES:
             response.close()
             raise _RetryableStatus(response)

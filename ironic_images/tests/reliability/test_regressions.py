@@ -16,12 +16,16 @@ Each test names the fuzz or fault test that found the bug; the fix is in
 the library module the test exercises.
 """
 
+import io
+
 import fixtures
 import requests
 import requests_mock
 
 from ironic_images import exception
 from ironic_images import http_client
+from ironic_images.image_service import http
+from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.reliability import base
 from ironic_images import transfer
 
@@ -88,3 +92,24 @@ class TestBaseExceptionsPassThrough(base.ReliabilityTestCase):
 
         self.assertRaises(exception.ImageDownloadFailed, transfer.stream,
                           Source(), [], 'http://127.0.0.1:9/x')
+
+
+class TestMalformedRedirect(base.ReliabilityTestCase):
+    """Found by test_fuzz_hrefs / fault injection: a raw ValueError.
+
+    A redirect whose Location does not parse ("http://[x/") made requests
+    raise ValueError from urllib.parse, which escaped every public method
+    of the http driver.
+    """
+
+    def test_download_and_show(self):
+        server = self.useFixture(faults.FaultServerFixture())
+        url = server.add('/disk.img', body=b'x' * 10)
+        server.script('/disk.img', [faults.redirect('http://[x/')] * 8)
+        service = http.HttpImageService()
+        self.assertRaises(exception.ImageDownloadFailed, service.download,
+                          url, io.BytesIO())
+        self.assertRaises(exception.ImageRefValidationFailed, service.show,
+                          url)
+        # Not retried: it would not parse better the next time.
+        self.assertEqual(2, len(server.requests))
