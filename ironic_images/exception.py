@@ -170,6 +170,10 @@ class InsufficientDiskSpace(IronicImagesException):
     code = 507
 
 
+class ImageCacheError(IronicImagesException):
+    _msg_fmt = _('Master-image cache %(path)s: %(reason)s')
+
+
 class OperationNotSupported(IronicImagesException):
     _msg_fmt = _('%(operation)s is not supported for image %(image_href)s: '
                  '%(reason)s')
