@@ -160,8 +160,15 @@ def is_checksum_url(checksum):
     :param checksum: the value given as a checksum.
     :returns: True for http://, https:// and file:// URLs.
     """
-    scheme = urllib.parse.urlsplit(str(checksum).strip()).scheme.lower()
-    return scheme in CHECKSUM_URL_SCHEMES
+    return _scheme(checksum) in CHECKSUM_URL_SCHEMES
+
+
+def _scheme(url):
+    """The lower-case scheme of a URL; empty when it does not parse."""
+    try:
+        return urllib.parse.urlsplit(str(url).strip()).scheme.lower()
+    except ValueError:
+        return ''
 
 
 def parse_checksum_file(text, image_href, checksum_algo=None,
@@ -182,8 +189,12 @@ def parse_checksum_file(text, image_href, checksum_algo=None,
     :raises: InvalidChecksum when no line names the image (the message
         lists the names found), or the value is invalid.
     """
-    wanted = os.path.basename(
-        urllib.parse.unquote(urllib.parse.urlsplit(image_href).path))
+    try:
+        path = urllib.parse.urlsplit(image_href).path
+    except ValueError:
+        # Not a URL that parses: its last segment is still its name.
+        path = str(image_href)
+    wanted = os.path.basename(urllib.parse.unquote(path))
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith('#')]
     if len(lines) == 1 and _BARE_HEX.match(lines[0]):
@@ -218,7 +229,7 @@ def fetch_checksum_file(checksum_url):
     :raises: ImageChecksumURLNotSupported for another scheme; what the
         image service raises for a URL it cannot read.
     """
-    scheme = urllib.parse.urlsplit(checksum_url).scheme.lower()
+    scheme = _scheme(checksum_url)
     if scheme not in CHECKSUM_URL_SCHEMES:
         raise exception.ImageChecksumURLNotSupported(
             checksum_url=checksum_url, image_href=checksum_url,

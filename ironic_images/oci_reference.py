@@ -56,7 +56,10 @@ def parse_reference(image_href):
         return exception.ImageRefValidationFailed(image_href=image_href,
                                                   reason=reason)
 
-    parts = urllib.parse.urlsplit(str(image_href).strip())
+    try:
+        parts = urllib.parse.urlsplit(str(image_href).strip())
+    except ValueError as error:
+        raise invalid(_('not a valid URL: %s') % error)
     if parts.scheme.lower() != 'oci':
         raise invalid(_('not an oci:// URL'))
     if not parts.netloc or '@' in parts.netloc:

@@ -79,7 +79,11 @@ def href_to_path(image_href):
     :raises: ImageRefValidationFailed for a host part, a relative path or a
         query or fragment.
     """
-    parts = urllib.parse.urlsplit(image_href)
+    try:
+        parts = urllib.parse.urlsplit(image_href)
+    except ValueError as error:
+        raise exception.ImageRefValidationFailed(
+            image_href=image_href, reason=_('not a valid URL: %s') % error)
     if parts.scheme.lower() != 'file':
         reason = _('not a file:// href')
     elif parts.netloc:

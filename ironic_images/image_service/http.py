@@ -319,8 +319,13 @@ def _host(url):
 
 
 def _check_scheme(image_href, shown_href=None):
-    parts = urllib.parse.urlsplit(image_href)
-    if parts.scheme.lower() not in ('http', 'https') or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(image_href)
+        hostname = parts.hostname
+    except ValueError:
+        parts = hostname = None
+    if (not hostname
+            or parts.scheme.lower() not in ('http', 'https')):
         raise exception.ImageRefValidationFailed(
             image_href=shown_href or image_href,
             reason=_('not an http:// or https:// URL with a host'))

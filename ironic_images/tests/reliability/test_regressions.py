@@ -22,9 +22,13 @@ import fixtures
 import requests
 import requests_mock
 
+from ironic_images import checksum_utils
 from ironic_images import exception
 from ironic_images import http_client
+from ironic_images.image_service import file as file_service
 from ironic_images.image_service import http
+from ironic_images.image_service import oci as oci_service
+from ironic_images import oci_reference
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.reliability import base
 from ironic_images import transfer
@@ -113,3 +117,37 @@ class TestMalformedRedirect(base.ReliabilityTestCase):
                           url)
         # Not retried: it would not parse better the next time.
         self.assertEqual(2, len(server.requests))
+
+
+class TestMalformedHrefs(base.ReliabilityTestCase):
+    """Found by test_fuzz_hrefs: hrefs that urllib.parse cannot split.
+
+    "oci://[]/x", "file://[", "http://[" made urlsplit raise ValueError
+    out of parse_reference, the file and http drivers and the checksum
+    helpers.
+    """
+
+    def test_drivers_refuse_them(self):
+        for service_class, value in (
+                (file_service.FileImageService, 'file://[/x'),
+                (http.HttpImageService, 'http://[x/disk.img'),
+                (http.HttpImageService, 'https://[::1/disk.img'),
+                (oci_service.OciImageService, 'oci://[]/x@sha256:' + 'a' * 64),
+        ):
+            self.assertRaises(exception.ImageRefValidationFailed,
+                              service_class().validate_href, value)
+        self.assertRaises(exception.ImageRefValidationFailed,
+                          oci_reference.parse_reference, 'oci://[/x')
+
+    def test_checksums(self):
+        self.assertFalse(checksum_utils.is_checksum_url('http://[x/'))
+        self.assertRaises(exception.InvalidChecksum,
+                          checksum_utils.resolve_checksum, 'http://[x/', None,
+                          'http://127.0.0.1:9/disk.img')
+        self.assertRaises(exception.ImageChecksumURLNotSupported,
+                          checksum_utils.fetch_checksum_file, 'http://[x/')
+        digest = 'a' * 64
+        self.assertEqual(
+            ('sha256', digest), tuple(checksum_utils.parse_checksum_file(
+                '%s  disk.img\n%s  other' % (digest, 'b' * 64),
+                'http://[x/disk.img')))
