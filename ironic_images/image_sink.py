@@ -60,7 +60,7 @@ class ImageSink(io.RawIOBase):
         a file descriptor (the sink writes with ``pwrite``).
     :param image_href: the image, for error messages.
     :param inspector: None, or an object with ``update(data)``,
-        ``complete``, ``reset()``, ``finish()`` and ``result()`` (a
+        ``complete``, ``reset()``, ``finish(size)`` and ``result()`` (a
         :class:`ironic_images.inspection.StreamInspector`), fed the
         decompressed bytes.
     :param decompress: whether to decompress zstd, gzip and xz.
@@ -201,7 +201,9 @@ class ImageSink(io.RawIOBase):
         os.fsync(self._fd)
         detected = None
         if self._inspector is not None:
-            self._inspector.finish()
+            # The inspector may have stopped being fed early: tell it the
+            # length, which is the virtual size of a raw image.
+            self._inspector.finish(size=self._offset)
             detected = self._inspector.result()
         return SinkResult(self._received, self._offset, self.compression,
                           detected)

@@ -47,8 +47,8 @@ class RecordingInspector:
         self.seen = bytearray()
         self.resets += 1
 
-    def finish(self):
-        self.finished = True
+    def finish(self, size):
+        self.finished = size
 
     def result(self):
         return bytes(self.seen[:16])
@@ -101,7 +101,7 @@ class TestImageSink(base.TestCase):
         self.assertEqual('zstd', result.compression)
         self.assertEqual(len(compressed), result.received)
         self.assertEqual(IMAGE[:16], result.detected)
-        self.assertTrue(inspector.finished)
+        self.assertEqual(len(IMAGE), inspector.finished)
         # Fed until complete, not the whole image.
         self.assertLess(len(inspector.seen), 4 * BLOCK)
         self.assertEqual(IMAGE[:len(inspector.seen)], inspector.seen)
