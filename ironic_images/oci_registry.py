@@ -20,6 +20,7 @@ when [oci]permit_fallback_to_http_transport allows it), mirrors of
 
 import hashlib
 import json
+import time
 import urllib.parse
 
 from oslo_log import log as logging
@@ -334,22 +335,36 @@ class OciClient:
     def _manifest(self, ref, image_href, accept=MANIFEST_ACCEPT):
         """The bytes, parsed body and digest of a manifest or index."""
         path = '/v2/%s/manifests/%s' % (ref.repository, ref.reference)
-        response = self._request(ref, path, image_href,
-                                 headers={'Accept': accept}, stream=True)
-        if response.status_code == 404 and not ref.digest:
-            response.close()
-            raise exception.OciImageTagNotFound(
-                image_href=image_href, tag=ref.tag,
-                tags=', '.join(self._tags_quietly(ref)) or _('none'))
-        self._check(response, image_href, _('manifest'))
-        try:
-            body = response.raw.read(MAX_MANIFEST_SIZE + 1,
-                                     decode_content=True)
-        except (OSError, requests.RequestException) as error:
-            raise exception.ImageDownloadFailed(image_href=image_href,
-                                                reason=error)
-        finally:
-            response.close()
+        retries = CONF.download.retries
+        for attempt in range(retries + 1):
+            response = self._request(ref, path, image_href,
+                                     headers={'Accept': accept}, stream=True)
+            if response.status_code == 404 and not ref.digest:
+                response.close()
+                raise exception.OciImageTagNotFound(
+                    image_href=image_href, tag=ref.tag,
+                    tags=', '.join(self._tags_quietly(ref)) or _('none'))
+            self._check(response, image_href, _('manifest'))
+            try:
+                body = response.raw.read(MAX_MANIFEST_SIZE + 1,
+                                         decode_content=True)
+                break
+            except resumable.DROPS as error:
+                # urllib3 raises its own errors (IncompleteRead as
+                # ProtocolError, ReadTimeoutError) from raw reads.
+                reason = masking.mask_text('%s: %s' % (
+                    type(error).__name__, error))
+                if attempt == retries:
+                    raise exception.ImageDownloadFailed(
+                        image_href=image_href,
+                        reason=_('reading the manifest: %s') % reason)
+                LOG.warning('Reading the manifest of %(href)s failed '
+                            '(%(reason)s); retrying',
+                            {'href': masking.mask_href(image_href),
+                             'reason': reason})
+                time.sleep(http_client.backoff(attempt + 1))
+            finally:
+                response.close()
         if len(body) > MAX_MANIFEST_SIZE:
             raise exception.ImageRefValidationFailed(
                 image_href=image_href,

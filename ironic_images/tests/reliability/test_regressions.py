@@ -16,7 +16,9 @@ Each test names the fuzz or fault test that found the bug; the fix is in
 the library module the test exercises.
 """
 
+import hashlib
 import io
+import json
 
 import fixtures
 import requests
@@ -29,6 +31,7 @@ from ironic_images.image_service import file as file_service
 from ironic_images.image_service import http
 from ironic_images.image_service import oci as oci_service
 from ironic_images import oci_reference
+from ironic_images import oci_registry
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.reliability import base
 from ironic_images import transfer
@@ -151,3 +154,37 @@ class TestMalformedHrefs(base.ReliabilityTestCase):
             ('sha256', digest), tuple(checksum_utils.parse_checksum_file(
                 '%s  disk.img\n%s  other' % (digest, 'b' * 64),
                 'http://[x/disk.img')))
+
+
+class TestManifestReadDrops(base.ReliabilityTestCase):
+    """Found by OCI fault injection: urllib3 errors escaped get_manifest.
+
+    A connection cut, stalled or short while the manifest body was read
+    raised urllib3's ProtocolError or ReadTimeoutError; now the read is
+    retried, then fails with ImageDownloadFailed.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.config(permit_fallback_to_http_transport=True, group='oci')
+        self.server = self.useFixture(faults.FaultServerFixture())
+        self.body = json.dumps({'schemaVersion': 2, 'layers': [
+            {'digest': 'sha256:' + 'a' * 64, 'size': 1}],
+            'annotations': {'padding': 'x' * 2000}}).encode()
+        digest = 'sha256:' + hashlib.sha256(self.body).hexdigest()
+        self.path = '/v2/r/manifests/' + digest
+        self.server.add(self.path, body=self.body)
+        self.href = 'oci://127.0.0.1:%d/r@%s' % (self.server.port, digest)
+
+    def test_retried(self):
+        for fault in (faults.cut(100), faults.cut(100, reset=True),
+                      faults.stall(100, 3),
+                      faults.declare_length(len(self.body) + 10)):
+            self.server.script(self.path, [fault], method='GET')
+            self.assertEqual(2, oci_registry.OciClient().get_manifest(
+                self.href)['schemaVersion'])
+
+    def test_gives_up(self):
+        self.server.script(self.path, [faults.cut(100)] * 4, method='GET')
+        self.assertRaises(exception.ImageDownloadFailed,
+                          oci_registry.OciClient().get_manifest, self.href)
