@@ -309,11 +309,14 @@ def _check_output(part, qemu_out, out_subformat, image_href):
     else:
         expected = _EXPECTED_DETECTION[qemu_out]
     if detected.format not in expected:
+        # No format when several matched (say, an ISO with a qcow2 header).
+        found = detected.format or '+'.join(
+            getattr(detected, 'matches', ())) or _('unknown')
         raise exception.ImageConvertFailed(
             image_href=image_href,
             reason=_('the output was detected as %(found)s, not '
                      '%(expected)s') % {
-                'found': detected.format,
+                'found': found,
                 'expected': from_qemu_img_disk_format(qemu_out)})
 
 

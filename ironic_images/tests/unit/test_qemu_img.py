@@ -306,6 +306,14 @@ class ConvertTestCase(QemuImgTestCase):
         self.assertIn('detected as qcow2, not raw', str(e))
         self.assertEqual(['source.qcow2'], self.listing())
 
+    def test_output_of_two_formats(self):
+        detected = Detected(None)
+        detected.matches = ('iso', 'qcow2')
+        self.inspect.return_value = detected
+        e = self.assertRaises(exception.ImageConvertFailed, self.convert)
+        self.assertIn('detected as iso+qcow2, not raw', str(e))
+        self.assertEqual(['source.qcow2'], self.listing())
+
     def test_output_inspection_fails(self):
         self.inspect.side_effect = exception.InvalidImage(
             image_href='x', reason='safety check failed')
