@@ -30,9 +30,12 @@ so a sparse raw image counts for the data it holds.
 
 import collections
 import os
+import time
 
 from oslo_log import log as logging
+from oslo_utils import units
 
+from ironic_images import cache_locks
 from ironic_images import fileutils
 
 LOG = logging.getLogger(__name__)
@@ -166,3 +169,90 @@ def lock_name_of_leftover(name):
     if stem.endswith(META_SUFFIX):
         stem = stem[:-len(META_SUFFIX)]
     return stem if stem and is_master_name(stem) else None
+
+
+def clean_up(master_dir, ttl, cache_size, amount=None):
+    """Evict the unused masters of a cache (see :func:`evict`).
+
+    Clean-ups of one cache run one at a time; a master whose lock is held
+    (being looked up, downloaded or linked) is skipped.
+
+    :param master_dir: the cache directory.
+    :param ttl: seconds of disuse after which a master expires.
+    :param cache_size: the size cap in bytes.
+    :param amount: bytes to free, or None.
+    :returns: the bytes freed.
+    :raises: OSError when the directory cannot be read.
+    """
+    os.makedirs(os.path.join(master_dir, cache_locks.LOCK_DIR),
+                exist_ok=True)
+    with cache_locks.image_lock(master_dir, cache_locks.CLEANUP_LOCK):
+        removed, total, freed = evict(
+            list_masters(master_dir), time.time(), ttl, cache_size, amount,
+            lambda master: _remove_unused(master_dir, master))
+    if removed:
+        LOG.info('Evicted %(n)d master image(s) (%(mib)d MiB) from '
+                 '%(dir)s: %(names)s', {
+                     'n': len(removed), 'mib': freed // units.Mi,
+                     'dir': master_dir,
+                     'names': ', '.join(m.name for m in removed)})
+    if total > cache_size or (amount and freed < amount):
+        LOG.info('Master-image cache %(dir)s still holds %(mib)d MiB: its '
+                 'other masters are in use or recently used',
+                 {'dir': master_dir, 'mib': total // units.Mi})
+    return freed
+
+
+def _remove_unused(master_dir, master):
+    """Remove one master unless someone uses it; True when removed."""
+    with cache_locks.try_lock(master_dir, master.name) as held:
+        if not held:
+            return False
+        try:
+            stat = os.stat(master.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.st_nlink != 1 or (stat.st_dev, stat.st_ino) != master.inode:
+            return False
+        os.unlink(master.path)
+        fileutils.remove_quietly(master.path + META_SUFFIX)
+        return True
+
+
+def remove_leftovers(master_dir):
+    """Remove the temp files and orphan sidecars a crash left behind.
+
+    A leftover is removed only while its master's lock is free, so the
+    temp file of a download running in another process is left alone.
+
+    :param master_dir: the cache directory.
+    :returns: the names removed.
+    :raises: OSError when the directory cannot be read.
+    """
+    try:
+        names = os.listdir(master_dir)
+    except FileNotFoundError:
+        return []
+    os.makedirs(os.path.join(master_dir, cache_locks.LOCK_DIR),
+                exist_ok=True)
+    removed = []
+    for name in names:
+        owner = lock_name_of_leftover(name)
+        orphan = name.endswith(META_SUFFIX) and is_master_name(
+            name[:-len(META_SUFFIX)])
+        if orphan:
+            owner = name[:-len(META_SUFFIX)]
+        if owner is None or (orphan and os.path.exists(
+                os.path.join(master_dir, owner))):
+            continue
+        with cache_locks.try_lock(master_dir, owner) as held:
+            # Checked again under the lock: the master may just have come.
+            if held and not (orphan and os.path.exists(
+                    os.path.join(master_dir, owner))):
+                fileutils.remove_quietly(os.path.join(master_dir, name))
+                removed.append(name)
+    if removed:
+        LOG.info('Removed %(n)d leftover(s) of interrupted work from '
+                 '%(dir)s: %(names)s', {'n': len(removed), 'dir': master_dir,
+                                        'names': ', '.join(removed)})
+    return removed

@@ -1,0 +1,251 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Master images of the cache: sidecars, freshness, handing them out.
+
+The sidecar ``NAME.meta`` of a master is JSON: what its download was
+accepted with (``checksums`` as ``algo:hex``, declared ``formats``), what
+it is (``format``, ``size``, ``virtual_size``), the masked href, and how to
+revalidate it (``etag`` and ``last_modified`` for HTTP, a ``fingerprint``
+of ``show()`` for other mutable schemes, ``validated_at``). It names the
+master's inode, size and mtime, so a sidecar that does not describe the
+file beside it is ignored.
+"""
+
+import errno
+import json
+import os
+import time
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+from ironic_images import cache_eviction
+from ironic_images import fileutils
+
+LOG = logging.getLogger(__name__)
+
+META_VERSION = 1
+KIND_GLANCE = 'glance'
+KIND_OCI = 'oci'
+KIND_URL = 'url'
+# Their content never changes: no revalidation.
+IMMUTABLE_KINDS = (KIND_GLANCE, KIND_OCI)
+# A link cannot be made: another filesystem, not allowed, too many links.
+_CANNOT_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
+_NO_COPY_FILE_RANGE = (errno.EXDEV, errno.EINVAL, errno.ENOSYS,
+                       errno.EOPNOTSUPP)
+_COPY_CHUNK = 8 * units.Mi
+_FINGERPRINT_KEYS = ('size', 'updated_at', 'checksum', 'digest',
+                     'os_hash_value')
+_REQUIRED = {'validated_at': (int, float), 'formats': list,
+             'checksums': list, 'size': int}
+
+
+def meta_path(master):
+    """The sidecar of a master."""
+    return master + cache_eviction.META_SUFFIX
+
+
+def _identity(stat):
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def read_meta(master):
+    """Read the sidecar of a master.
+
+    :param master: the master's path.
+    :returns: the sidecar's dict, or None when the master or its sidecar
+        is missing, unreadable, or the sidecar describes another file.
+    """
+    try:
+        with open(meta_path(master), 'rb') as meta_file:
+            meta = json.loads(meta_file.read())
+        stat = os.stat(master)
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(meta, dict) or meta.get('version') != META_VERSION
+            or meta.get('identity') != _identity(stat)):
+        return None
+    for key, kind in _REQUIRED.items():
+        if not isinstance(meta.get(key), kind):
+            return None
+    return meta
+
+
+def write_meta(master, meta, durable):
+    """Write the sidecar of a master atomically.
+
+    :param master: the master's path (it must exist).
+    :param meta: the dict to record; its ``identity`` is set here.
+    :param durable: fsync it; a refreshed ``validated_at`` need not be
+        (losing it costs one more revalidation).
+    :raises: OSError.
+    """
+    meta['version'] = META_VERSION
+    meta['identity'] = _identity(os.stat(master))
+    data = json.dumps(meta, sort_keys=True).encode('utf-8')
+    if durable:
+        with fileutils.atomic_write(meta_path(master)) as meta_file:
+            meta_file.write(data)
+        return
+    part = fileutils.part_path(meta_path(master))
+    try:
+        with open(part, 'wb') as meta_file:
+            meta_file.write(data)
+        os.replace(part, meta_path(master))
+    except BaseException:
+        fileutils.remove_quietly(part)
+        raise
+
+
+def fingerprint(properties):
+    """What tells versions apart in ``show()``, for mutable schemes.
+
+    :param properties: what the driver's ``show()`` returned.
+    :returns: a string, or None when nothing but the size is known (the
+        size alone does not tell a new version).
+    """
+    extra = properties.get('properties') or {}
+    values = {key: properties.get(key) for key in _FINGERPRINT_KEYS}
+    values['etag'] = extra.get('etag') if isinstance(extra, dict) else None
+    if not any(values[key] for key in values if key != 'size'):
+        return None
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def validators(kind, service, properties):
+    """How a master of an image will be revalidated.
+
+    :param kind: the kind of source (``KIND_*``).
+    :param service: its driver.
+    :param properties: what the driver's ``show()`` returned.
+    :returns: ``(etag, last_modified, fingerprint)``; None when the image
+        must not be cached: ``no_cache``, or nothing to revalidate it by.
+    """
+    if properties.get('no_cache'):
+        return None
+    if kind in IMMUTABLE_KINDS:
+        return None, None, None
+    if hasattr(service, 'is_unchanged'):
+        extra = properties.get('properties') or {}
+        etag, last_modified = extra.get('etag'), extra.get('last_modified')
+        return (etag, last_modified, None) if etag or last_modified else None
+    value = fingerprint(properties)
+    return (None, None, value) if value else None
+
+
+def unchanged(service, href, meta):
+    """Ask the source whether a master is still current.
+
+    :param service: the image's driver.
+    :param href: the image.
+    :param meta: the master's sidecar.
+    :returns: True when the source says the image did not change.
+    :raises: what the driver raises.
+    """
+    if (meta.get('etag') or meta.get('last_modified')) and hasattr(
+            service, 'is_unchanged'):
+        return service.is_unchanged(href, etag=meta.get('etag'),
+                                    last_modified=meta.get('last_modified'))
+    if meta.get('fingerprint'):
+        properties = service.show(href)
+        return (not properties.get('no_cache')
+                and fingerprint(properties) == meta['fingerprint'])
+    return False
+
+
+def hand_out(master, dest):
+    """Put a master at ``dest``: a hardlink, else a sparse copy.
+
+    ``dest`` is replaced atomically (a temp name beside it, then a
+    rename); nothing is done when it already is the master. The master's
+    access time is set to now: it records the last use.
+
+    :param master: the master's path.
+    :param dest: the destination.
+    :raises: OSError.
+    """
+    stat = os.stat(master)
+    os.utime(master, ns=(time.time_ns(), stat.st_mtime_ns))
+    try:
+        current = os.stat(dest)
+    except FileNotFoundError:
+        current = None
+    if current is not None and (current.st_dev, current.st_ino) == (
+            stat.st_dev, stat.st_ino):
+        return
+    part = fileutils.part_path(dest)
+    try:
+        os.unlink(part)
+        try:
+            os.link(master, part)
+        except OSError as error:
+            if error.errno not in _CANNOT_LINK:
+                raise
+            LOG.debug('Cannot hardlink %(master)s to %(dest)s (%(error)s); '
+                      'copying it', {'master': master, 'dest': dest,
+                                     'error': os.strerror(error.errno)})
+            copy_sparse(master, part)
+        fileutils.commit(part, dest)
+    except BaseException:
+        fileutils.remove_quietly(part)
+        raise
+
+
+def copy_sparse(source, dest):
+    """Copy a file, keeping its holes, and fsync the copy.
+
+    Only the data extents (``SEEK_DATA``/``SEEK_HOLE``) are copied, with
+    ``copy_file_range`` where the kernel can, else ``pread``/``pwrite``.
+
+    :param source: the file to copy.
+    :param dest: the copy (created or truncated).
+    :raises: OSError.
+    """
+    with open(source, 'rb') as src, open(dest, 'wb') as dst:
+        in_fd, out_fd = src.fileno(), dst.fileno()
+        size = os.fstat(in_fd).st_size
+        offset = 0
+        kernel = [True]
+        while offset < size:
+            try:
+                start = os.lseek(in_fd, offset, os.SEEK_DATA)
+            except OSError as error:
+                if error.errno == errno.ENXIO:
+                    break  # nothing but a hole is left
+                raise
+            end = os.lseek(in_fd, start, os.SEEK_HOLE)
+            _copy_range(in_fd, out_fd, start, end, kernel)
+            offset = end
+        os.ftruncate(out_fd, size)
+        os.fsync(out_fd)
+
+
+def _copy_range(in_fd, out_fd, offset, end, kernel):
+    while offset < end:
+        count = end - offset
+        copied = None
+        if kernel[0]:
+            try:
+                copied = os.copy_file_range(in_fd, out_fd, count, offset,
+                                            offset)
+            except OSError as error:
+                if error.errno not in _NO_COPY_FILE_RANGE:
+                    raise
+                kernel[0] = False
+        if copied is None:
+            data = os.pread(in_fd, min(count, _COPY_CHUNK), offset)
+            copied = os.pwrite(out_fd, data, offset) if data else 0
+        if not copied:
+            raise OSError(errno.EIO, 'the file shrank while it was copied')
+        offset += copied

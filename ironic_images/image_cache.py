@@ -1,0 +1,404 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The master-image cache: one download per image, hardlinked to callers.
+
+A master copy of each image lives in the cache directory under a name
+made from what identifies its content: ``glance-ID`` for a Glance image,
+``oci-sha256-HEX`` for the layer of an OCI artifact (a tag is resolved
+first), ``url-SHA256(href)`` for anything else; ``.raw`` is appended for a
+master converted to raw. :meth:`ImageCache.fetch_image` hardlinks the
+master to the caller's destination (copies it, sparse, when the
+destination is on another filesystem). Beside each master, ``NAME.meta``
+records what was verified (checksums, format) and how to revalidate it.
+
+Freshness: Glance images and OCI digests never change. An HTTP master is
+revalidated with a conditional GET (ETag, Last-Modified) and downloaded
+again only when the server says it changed; other schemes compare the
+properties ``show()`` returns. An image whose driver says ``no_cache``
+(``Cache-Control: no-store``, ``file://``), or an HTTP image the server
+gives no validator for, is fetched straight to the destination.
+
+Concurrency: each master has its own lock (:mod:`ironic_images.cache_locks`),
+held across threads and processes while the master is looked up,
+downloaded and linked. Callers that wait while another downloads or
+revalidates the same image use its result: N callers at once cause one
+download (and no revalidation). At most ``[download]concurrency``
+downloads run at once per cache directory.
+
+Eviction (:meth:`ImageCache.clean_up`, see
+:mod:`ironic_images.cache_eviction`): masters nobody links to, the expired
+ones first, then least recently used ones, down to the size cap or until
+enough space is free. It runs after each download, and before one when
+the disk lacks room for it.
+"""
+
+import collections
+import hashlib
+import os
+import re
+import threading
+import time
+
+from oslo_log import log as logging
+from oslo_utils import units
+from oslo_utils import uuidutils
+
+from ironic_images._i18n import _
+from ironic_images import cache_eviction
+from ironic_images import cache_locks
+from ironic_images import cache_masters
+from ironic_images import checksum_utils
+from ironic_images.conf import CONF
+from ironic_images import exception
+from ironic_images import fileutils
+from ironic_images import image_service
+from ironic_images import image_utils
+from ironic_images import masking
+
+LOG = logging.getLogger(__name__)
+
+RAW_SUFFIX = '.raw'
+_UNSAFE = re.compile(r'[^A-Za-z0-9_.-]')
+# Master directories whose crash leftovers this process has removed.
+_PREPARED = set()
+_PREPARED_LOCK = threading.Lock()
+
+CachedImage = collections.namedtuple(
+    'CachedImage', ['path', 'master', 'hit', 'format', 'virtual_size',
+                    'size', 'checksum'])
+CachedImage.__doc__ = """What :meth:`ImageCache.fetch_image` put in place.
+
+:ivar path: the destination.
+:ivar master: the master it is linked to, or None when the cache was
+    bypassed (``no_cache``).
+:ivar hit: True when no download was needed.
+:ivar format: the format of the file (``raw`` after a conversion).
+:ivar virtual_size: the disk size it describes, or None.
+:ivar size: its size in bytes.
+:ivar checksum: ``algo:hex`` verified when it was downloaded, or None.
+"""
+
+_Source = collections.namedtuple(
+    '_Source', ['kind', 'name', 'href', 'service', 'properties'])
+
+
+class ImageCache:
+    """A directory of master images shared by threads and processes.
+
+    :param master_dir: the cache directory; default
+        ``[image_cache]master_path``.
+    :param cache_size: the size cap in bytes; default
+        ``[image_cache]size_mb``.
+    :param cache_ttl: seconds of disuse after which a master expires;
+        default ``[image_cache]ttl_minutes``.
+    """
+
+    def __init__(self, master_dir=None, cache_size=None, cache_ttl=None):
+        self.master_dir = os.path.abspath(
+            master_dir or CONF.image_cache.master_path)
+        self.cache_size = (CONF.image_cache.size_mb * units.Mi
+                           if cache_size is None else cache_size)
+        self.cache_ttl = (CONF.image_cache.ttl_minutes * 60
+                          if cache_ttl is None else cache_ttl)
+
+    def fetch_image(self, href, dest, ctx=None, force_raw=True,
+                    expected_format=None, expected_checksum=None,
+                    expected_checksum_algo=None, image_auth_data=None,
+                    progress=None):
+        """Put an image at ``dest``, from the cache when it can.
+
+        :param href: the image: a Glance UUID or ``glance://``,
+            ``oci://`` (a tag is resolved), ``http(s)://``, ``file://`` or
+            any enabled scheme.
+        :param dest: the destination file; replaced atomically.
+        :param ctx: the request context (Glance), or None.
+        :param force_raw: cache and hand out the image converted to raw.
+        :param expected_format: the declared disk format, or None.
+        :param expected_checksum: ``algo:hex``, bare hex or the URL of a
+            checksum file; a cached master is handed out only if this
+            checksum was verified when it was downloaded.
+        :param expected_checksum_algo: the algorithm of a bare value.
+        :param image_auth_data: credentials, as
+            :func:`ironic_images.image_service.get_image_service_auth_override`
+            returns, or None.
+        :param progress: ``progress(done, total)`` callable, or None.
+        :returns: a :class:`CachedImage`.
+        :raises: what :func:`ironic_images.image_utils.fetch` raises;
+            ImageChecksumError when the master's verified checksum differs;
+            ImageDownloadFailed when the cache directory or ``dest`` cannot
+            be written.
+        """
+        started = time.time()
+        try:
+            return self._fetch_image(
+                started, href, dest, ctx, force_raw, expected_format,
+                expected_checksum, expected_checksum_algo, image_auth_data,
+                progress)
+        except OSError as error:
+            raise exception.ImageDownloadFailed(
+                image_href=href, reason=_('master-image cache %(dir)s: '
+                                          '%(error)s') % {
+                    'dir': self.master_dir, 'error': _describe(error)})
+
+    def _fetch_image(self, started, href, dest, ctx, force_raw,
+                     expected_format, expected_checksum,
+                     expected_checksum_algo, image_auth_data, progress):
+        self._prepare()
+        expected = checksum_utils.resolve_checksum(
+            expected_checksum, expected_checksum_algo, href)
+        source = self._identify(href, ctx, image_auth_data)
+        name = source.name + (RAW_SUFFIX if force_raw else '')
+        master = os.path.join(self.master_dir, name)
+        args = dict(ctx=ctx, force_raw=force_raw,
+                    expected_format=expected_format, expected=expected,
+                    image_auth_data=image_auth_data, progress=progress)
+        with cache_locks.image_lock(self.master_dir, name):
+            meta = self._fresh_meta(source, master, started, expected,
+                                    expected_format)
+            if meta is not None:
+                LOG.debug('Master-image cache hit for %s',
+                          masking.mask_href(href))
+                cache_masters.hand_out(master, dest)
+                if progress is not None:
+                    progress(meta['size'], meta['size'])
+                return _result(dest, master, True, meta)
+            properties = source.properties or source.service.show(
+                source.href)
+            cacheable = cache_masters.validators(
+                source.kind, source.service, properties) is not None
+            if cacheable:
+                meta = self._download(source, master, properties, args)
+                cache_masters.hand_out(master, dest)
+            else:
+                LOG.debug('Not caching %s: its server says not to, or '
+                          'gives no way to revalidate it',
+                          masking.mask_href(href))
+                self._forget(master)
+        if not cacheable:
+            with cache_locks.download_slot(self.master_dir,
+                                           CONF.download.concurrency):
+                fetched = self._fetch(source.href, dest, args)
+            return CachedImage(dest, None, False, fetched.format,
+                               fetched.virtual_size, fetched.size,
+                               fetched.checksum)
+        self.clean_up()
+        return _result(dest, master, False, meta)
+
+    def _identify(self, href, ctx, image_auth_data):
+        """The kind, master name and download href of an image."""
+        service = image_service.get_image_service(href, context=ctx)
+        scheme = image_service.image_scheme(href)
+        if scheme == image_service.OCI_SCHEME:
+            if image_auth_data is not None and service.is_auth_set_needed:
+                service.set_image_auth(href, image_auth_data)
+            artifact = service.identify_specific_image(href)
+            if not artifact:
+                raise exception.ImageNotFound(
+                    image_href=href,
+                    reason=_('no artifact of it matches this host'))
+            name = 'oci-' + _safe(artifact['image_container_blob_digest'])
+            return _Source(cache_masters.KIND_OCI, name,
+                           artifact['oci_image_manifest_url'], service,
+                           {'size': artifact.get('image_size')})
+        if scheme == image_service.GLANCE_SCHEME:
+            image_id = href.strip().rstrip('/').rpartition('/')[2]
+            if uuidutils.is_uuid_like(image_id):
+                return _Source(cache_masters.KIND_GLANCE,
+                               'glance-' + _safe(image_id), href, service,
+                               None)
+        name = 'url-' + hashlib.sha256(href.encode('utf-8')).hexdigest()
+        return _Source(cache_masters.KIND_URL, name, href, service, None)
+
+    def _fresh_meta(self, source, master, started, expected,
+                    expected_format):
+        """The sidecar of a master that may be handed out, else None."""
+        meta = cache_masters.read_meta(master)
+        if meta is None:
+            return None
+        if expected_format and expected_format not in meta['formats']:
+            return None
+        if (source.kind not in cache_masters.IMMUTABLE_KINDS
+                and meta['validated_at'] < started):
+            # Unless another caller validated it while this one waited.
+            if not cache_masters.unchanged(source.service, source.href,
+                                           meta):
+                LOG.info('%s changed since it was cached; downloading it '
+                         'again', masking.mask_href(source.href))
+                return None
+            meta['validated_at'] = time.time()
+            cache_masters.write_meta(master, meta, durable=False)
+        if expected is not None and str(expected) not in meta['checksums']:
+            # Downloading again verifies it, or fails as it would uncached.
+            return None
+        return meta
+
+    def _download(self, source, master, properties, args):
+        """Download a master (holding its lock) and record its sidecar."""
+        href = source.href
+        LOG.info('Master-image cache miss for %s; downloading it',
+                 masking.mask_href(href))
+        previous = cache_masters.read_meta(master) or {}
+        need = properties.get('size') or 0
+        if args['force_raw']:
+            need += properties.get('virtual_size') or 0
+        self._make_room(need)
+        with cache_locks.download_slot(self.master_dir,
+                                       CONF.download.concurrency):
+            try:
+                fetched = self._fetch(href, master, args)
+            except exception.InsufficientDiskSpace as error:
+                # A conversion needs room for the virtual size, known only
+                # once the image is inspected: free it and try again.
+                amount = ((error.kwargs.get('required_mib') or 0)
+                          - (error.kwargs.get('free_mib') or 0)) * units.Mi
+                if amount <= 0 or not self.clean_up(amount):
+                    raise
+                fetched = self._fetch(href, master, args)
+        etag, last_modified, fingerprint = cache_masters.validators(
+            source.kind, source.service,
+            fetched.properties or properties) or (None, None, None)
+        # What this download was accepted with (the driver verified the
+        # checksum, or superseded it as OCI does with the layer digest);
+        # the same image fetched before was accepted with what it had.
+        checksums = {str(args['expected']) if args['expected'] else None,
+                     fetched.checksum}
+        formats = {args['expected_format'],
+                   None if args['force_raw'] else fetched.format}
+        if source.kind in cache_masters.IMMUTABLE_KINDS:
+            checksums.update(previous.get('checksums', ()))
+            formats.update(previous.get('formats', ()))
+        meta = {'kind': source.kind,
+                'href': masking.mask_href(href),
+                'validated_at': time.time(), 'etag': etag,
+                'last_modified': last_modified, 'fingerprint': fingerprint,
+                'format': fetched.format,
+                'formats': sorted(f for f in formats if f),
+                'size': fetched.size, 'virtual_size': fetched.virtual_size,
+                'compression': fetched.compression,
+                'checksums': sorted(c for c in checksums if c),
+                'checksum': fetched.checksum}
+        cache_masters.write_meta(master, meta, durable=True)
+        return meta
+
+    @staticmethod
+    def _fetch(href, path, args):
+        fetch = (image_utils.fetch_to_raw if args['force_raw']
+                 else image_utils.fetch)
+        expected = args['expected']
+        return fetch(args['ctx'], href, path,
+                     checksum=str(expected) if expected else None,
+                     expected_format=args['expected_format'],
+                     image_auth_data=args['image_auth_data'],
+                     progress=args['progress'])
+
+    def _make_room(self, need):
+        """Evict masters until ``need`` bytes are free, if it can."""
+        if not need:
+            return
+        stat = os.statvfs(self.master_dir)
+        free = stat.f_bavail * stat.f_frsize
+        if need > free:
+            self.clean_up(need - free)
+
+    @staticmethod
+    def _forget(master):
+        """Remove a master (holding its lock) that may not be cached."""
+        fileutils.remove_quietly(master)
+        fileutils.remove_quietly(cache_masters.meta_path(master))
+
+    def _prepare(self):
+        """Create the directories; remove crash leftovers once a process."""
+        os.makedirs(os.path.join(self.master_dir, cache_locks.LOCK_DIR),
+                    exist_ok=True)
+        with _PREPARED_LOCK:
+            if self.master_dir in _PREPARED:
+                return
+            _PREPARED.add(self.master_dir)
+        self.remove_leftovers()
+
+    def remove_leftovers(self):
+        """Remove what a crash left behind: temp files, orphan sidecars.
+
+        A temp file is removed only when no one holds the lock of its
+        master, so a download running in another process is left alone.
+        Runs once per process and directory before the first fetch.
+
+        :returns: the names removed.
+        :raises: ImageCacheError when the directory cannot be read.
+        """
+        return self._guarded(cache_eviction.remove_leftovers)
+
+    def clean_up(self, amount=None):
+        """Evict unused masters: expired first, then LRU under the cap.
+
+        :param amount: bytes to free, or None for TTL and size cap alone.
+        :returns: the bytes freed.
+        :raises: ImageCacheError when the directory cannot be read.
+        """
+        return self._guarded(cache_eviction.clean_up, self.cache_ttl,
+                             self.cache_size, amount)
+
+    def _guarded(self, function, *args):
+        try:
+            return function(self.master_dir, *args)
+        except OSError as error:
+            raise exception.ImageCacheError(path=self.master_dir,
+                                            reason=_describe(error))
+
+    def list(self):
+        """Describe the masters of the cache.
+
+        :returns: a list of dicts, least recently used first: ``name``,
+            ``size``, ``allocated``, ``last_used`` (epoch seconds),
+            ``in_use`` (linked elsewhere) and, from the sidecar, ``href``
+            (masked), ``kind``, ``format``, ``virtual_size``,
+            ``checksum`` and ``validated_at``.
+        :raises: ImageCacheError when the directory cannot be read.
+        """
+        try:
+            masters = cache_eviction.list_masters(self.master_dir)
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise exception.ImageCacheError(path=self.master_dir,
+                                            reason=_describe(error))
+        listing = []
+        for master in sorted(masters, key=lambda m: m.last_used):
+            meta = cache_masters.read_meta(master.path) or {}
+            listing.append({
+                'name': master.name, 'size': master.size,
+                'allocated': master.allocated,
+                'last_used': master.last_used,
+                'in_use': master.links > 1,
+                'href': meta.get('href'), 'kind': meta.get('kind'),
+                'format': meta.get('format'),
+                'virtual_size': meta.get('virtual_size'),
+                'checksum': meta.get('checksum'),
+                'validated_at': meta.get('validated_at')})
+        return listing
+
+
+def _safe(text):
+    """A file-name-safe form of an identifier."""
+    return _UNSAFE.sub('-', text)
+
+
+def _describe(error):
+    text = os.strerror(error.errno) if error.errno else str(error)
+    return '%s: %s' % (error.filename, text) if error.filename else text
+
+
+def _result(dest, master, hit, meta):
+    return CachedImage(dest, master, hit, meta.get('format'),
+                       meta.get('virtual_size'), meta['size'],
+                       meta.get('checksum'))
