@@ -327,8 +327,13 @@ class OciClient:
             next_url = response.links.get('next', {}).get('url')
             if not next_url:
                 break
-            parts = urllib.parse.urlsplit(
-                urllib.parse.urljoin(response.url, next_url))
+            try:
+                parts = urllib.parse.urlsplit(
+                    urllib.parse.urljoin(response.url, next_url))
+            except ValueError:
+                raise exception.ImageRefValidationFailed(
+                    image_href=image_url,
+                    reason=_('the tag list links to a malformed next page'))
             path = parts.path + ('?' + parts.query if parts.query else '')
         return tags
 

@@ -188,3 +188,29 @@ class TestManifestReadDrops(base.ReliabilityTestCase):
         self.server.script(self.path, [faults.cut(100)] * 4, method='GET')
         self.assertRaises(exception.ImageDownloadFailed,
                           oci_registry.OciClient().get_manifest, self.href)
+
+
+class TestRegistryMalformedLinks(TestManifestReadDrops):
+    """Found by the OCI fuzzing: a registry's malformed Location or Link.
+
+    requests raised ValueError for a blob redirect to "http://[x/" (fixed
+    in http_client, see TestMalformedRedirect); urljoin raised it out of
+    get_tags for a Link to the next page "<http://[x/>".
+    """
+
+    def test_blob_redirect(self):
+        blob = '/v2/r/blobs/sha256:' + 'a' * 64
+        self.server.add(blob, body=b'x')
+        self.server.script(blob, [faults.redirect('http://[x/', 307)])
+        self.assertRaises(exception.IronicImagesException,
+                          oci_registry.OciClient().download_blob, self.href,
+                          'sha256:' + 'a' * 64, io.BytesIO())
+
+    def test_tag_list_link(self):
+        tags = '/v2/r/tags/list'
+        self.server.add(tags, body=b'{"name": "r", "tags": ["a"]}')
+        self.server.script(tags, [faults.Fault(
+            headers={'Link': '<http://[x/>; rel="next"'})])
+        self.assertRaises(exception.ImageRefValidationFailed,
+                          oci_registry.OciClient().get_tags,
+                          'oci://127.0.0.1:%d/r' % self.server.port)
