@@ -29,6 +29,7 @@ import sys
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from ironic_images.cmd import cache_commands
 from ironic_images.cmd import commands
 from ironic_images.conf import CONF
 from ironic_images import exception
@@ -52,7 +53,7 @@ _EXPECTED_ERRORS = (exception.IronicImagesException, commands.UsageError,
 
 
 # Each module adds its sub-commands with add_parsers(subparsers).
-COMMAND_MODULES = (commands,)
+COMMAND_MODULES = (commands, cache_commands)
 
 
 def _add_parsers(subparsers):
