@@ -28,7 +28,6 @@ fail end in :class:`~ironic_images.exception.TemporaryFailure`, which
 keystoneauth's cannot.
 """
 
-import functools
 import re
 import time
 
@@ -48,6 +47,7 @@ from ironic_images import masking
 LOG = logging.getLogger(__name__)
 
 GROUP = 'glance'
+SERVICE_TYPE = 'image'
 RETRY_STATUSES = frozenset([429, 502, 503, 504])
 # Answers that mean "the request itself is wrong": retrying cannot help.
 INVALID_STATUSES = frozenset([400, 409, 413, 415, 422])
@@ -55,6 +55,7 @@ JSON_PATCH = 'application/openstack-images-v2.1-json-patch'
 # A catalog or override endpoint may end in a version; paths here carry it.
 _VERSION_SUFFIX = re.compile(r'/v\d+(\.\d+)?/?$')
 _MAX_REASON = 300
+_SESSIONS = {}
 _TAGS = re.compile(r'<[^>]*>')
 
 
@@ -64,17 +65,27 @@ def _conf_snapshot():
                         for name in CONF[GROUP]))
 
 
-@functools.lru_cache(maxsize=4)
-def _service_session(_snapshot):
-    # One session per configuration: its service token is fetched once
-    # and its connection pool reused across image service instances.
-    auth = ks_loading.load_auth_from_conf_options(CONF, GROUP)
-    session = ks_loading.load_session_from_conf_options(CONF, GROUP,
-                                                        auth=auth)
-    if session.timeout is None:
-        # Without a timeout a stalled Glance would hold a thread forever
-        # and a stalled download would never be resumed.
-        session.timeout = float(CONF.webserver_connection_timeout)
+def _service_session():
+    """The session of the current [glance] options, made once.
+
+    Its service token is fetched once and its connection pool reused by
+    every image service instance.
+    """
+    key = _conf_snapshot()
+    session = _SESSIONS.get(key)
+    if session is None:
+        auth = ks_loading.load_auth_from_conf_options(CONF, GROUP)
+        session = ks_loading.load_session_from_conf_options(CONF, GROUP,
+                                                            auth=auth)
+        if session.timeout is None:
+            # Without a timeout a stalled Glance would hold a thread
+            # forever and a stalled download would never be resumed.
+            session.timeout = float(CONF.webserver_connection_timeout)
+        if len(_SESSIONS) > 8:
+            _SESSIONS.clear()
+        # Loading the auth plugin registers its options, which changes
+        # the snapshot: the session is found under both.
+        _SESSIONS[key] = _SESSIONS[_conf_snapshot()] = session
     return session
 
 
@@ -85,9 +96,12 @@ def new_adapter():
     :raises: ImageRefValidationFailed when the options are incomplete.
     """
     try:
-        session = _service_session(_conf_snapshot())
+        session = _service_session()
+        # The option's default is "image"; an empty value would make
+        # every catalog lookup fail.
         return ks_loading.load_adapter_from_conf_options(
-            CONF, GROUP, session=session, auth=session.auth)
+            CONF, GROUP, session=session, auth=session.auth,
+            service_type=CONF.glance.service_type or SERVICE_TYPE)
     except ks_exc.ClientException as error:
         raise exception.ImageRefValidationFailed(
             image_href='glance://',
