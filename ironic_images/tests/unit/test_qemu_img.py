@@ -105,6 +105,8 @@ class InfoTestCase(QemuImgTestCase):
         self.assertEqual(512 * MiB, limits.address_space)
         self.assertEqual(7, limits.cpu_time)
         self.assertEqual('C', kwargs['env_variables']['LC_ALL'])
+        self.assertEqual('3', kwargs['env_variables']['MALLOC_ARENA_MAX'])
+        self.assertEqual(os.environ['PATH'], kwargs['env_variables']['PATH'])
 
     def test_glance_name_translated(self):
         self.execute.return_value = (info_json('vpc'), '')
