@@ -145,8 +145,8 @@ class GlanceServer(base.ProcessServer):
 
     Attributes: ``url`` (no trailing slash), ``port``, ``workdir``,
     ``data_dir`` (the file store: an image's bytes are in
-    ``data_dir/ID``), ``conf_path``, ``access_log_path`` and, once
-    started, ``pid``.
+    ``data_dir/ID``), ``conf_path``, ``access_log_path`` (empty when
+    :meth:`start` returns) and, once started, ``pid``.
     """
 
     #: gunicorn lets running requests finish for this long on SIGTERM.
@@ -179,12 +179,21 @@ class GlanceServer(base.ProcessServer):
         """Start gunicorn; retry on another port if a free one was taken."""
         for attempt in range(3):
             try:
-                return super(GlanceServer, self).launch()
+                super(GlanceServer, self).launch()
             except RuntimeError:
                 if (self._fixed_port or attempt == 2
                         or 'in use' not in self.output()):
                     raise
                 self.port = base.free_port()
+            else:
+                break
+        # gunicorn logs the readiness check after answering it: wait for
+        # that entry, so that the log starts empty for the caller.
+        deadline = time.monotonic() + 5
+        while (not any(e['path'] == '/versions' for e in self._read_log())
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        self.reset_log()
 
     def prepare(self):
         for name in ('etc', 'images', 'staging', 'tasks'):
