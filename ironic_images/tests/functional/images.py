@@ -262,12 +262,46 @@ def iso_descriptors(size):
             (ISO_PVD_OFFSET + ISO_BLOCK, bytes(terminator))]
 
 
-def _qcow2_header(virtual_size):
-    """A qcow2 v3 header (no backing file), as it starts a real image."""
-    header = struct.pack('>4sIQIIQIIQQIIQQQII', b'QFI\xfb', 3, 0, 0, 16,
-                         virtual_size, 0, 1, 0x30000, 0x10000, 0, 0, 0, 0,
-                         0, 4, 104)
+def qcow2_header(virtual_size, version=3, backing_offset=0,
+                 incompatible=0):
+    """Return the first 104 bytes of a qcow2 image (no tables follow).
+
+    :param virtual_size: the size field.
+    :param version: 2 or 3 (other values are refused by oslo).
+    :param backing_offset: non-zero names a backing file.
+    :param incompatible: the incompatible-features bits (bit 2: external
+        data file; bits 5 and up are unknown to oslo).
+    """
+    header = struct.pack('>4sIQIIQIIQQIIQQQII', b'QFI\xfb', version,
+                         backing_offset, 0, 16, virtual_size, 0, 1, 0x30000,
+                         0x10000, 0, 0, incompatible, 0, 0, 4, 104)
     return header + bytes(104 - len(header))
+
+
+def vmdk_sparse(create_type='monolithicSparse', sectors=2048,
+                gd_at_end=False, descriptor=None, version=1):
+    """Return the start of a hosted sparse VMDK: header and descriptor.
+
+    Enough for the format inspector (and not for qemu-img: no grain
+    tables follow).
+
+    :param create_type: the createType of the embedded descriptor.
+    :param sectors: the capacity, in 512-byte sectors.
+    :param gd_at_end: put the grain directory at the end, which makes the
+        inspector wait for a footer in the last 1536 bytes.
+    :param descriptor: the descriptor text (default: one SPARSE extent).
+    :param version: the header version.
+    """
+    if descriptor is None:
+        descriptor = vmdk_descriptor(create_type, 'disk.vmdk', sectors,
+                                     extent_type='SPARSE')
+    desc = descriptor.encode('ascii')
+    desc_sectors = max(1, -(-len(desc) // SECTOR))
+    gd_offset = 0xffffffffffffffff if gd_at_end else 1 + desc_sectors
+    header = struct.pack('<4sIIQQQQIQQ', b'KDMV', version, 3, sectors, 128,
+                         1, desc_sectors, 512, 0, gd_offset)
+    header += bytes(SECTOR - len(header))
+    return header + desc.ljust(desc_sectors * SECTOR, b'\0')
 
 
 def _make_iso(kind, directory, size):
@@ -281,7 +315,7 @@ def _make_iso(kind, directory, size):
         blocks += [b for b in gpt_structures(size // SECTOR, part_first=64)
                    if b[0] < ISO_PVD_OFFSET]
     elif kind == 'iso-qcow2':
-        blocks.append((0, _qcow2_header(size)))
+        blocks.append((0, qcow2_header(size)))
     _write_at(path, blocks)
     return path
 
