@@ -56,6 +56,8 @@ class FetchedImage:
     :ivar checksum: ``algo:hex`` the transfer verified, or None.
     :ivar compression: ``zstd``, ``gzip``, ``xz`` or None.
     :ivar properties: what the driver's ``show()`` said, or None.
+    :ivar href: the href downloaded (an ``oci://`` tag resolved to its
+        manifest digest).
     """
 
     def __init__(self, path, size, format, virtual_size, checksum,
@@ -67,6 +69,7 @@ class FetchedImage:
         self.checksum = checksum
         self.compression = compression
         self.properties = properties
+        self.href = None
 
     def __repr__(self):
         return ('FetchedImage(path=%r, format=%r, size=%r, '
@@ -182,7 +185,22 @@ def _convert_fetched(fetched, dest, out_format, image_href,
 @contextlib.contextmanager
 def _fetched_part(context, image_href, path, checksum, checksum_algo,
                   expected_format, image_auth_data, progress, cpu_arch):
-    """Fetch into a temp file beside ``path``; removed if not committed."""
+    """Fetch into a temp file beside ``path`` and pass the safety gate.
+
+    Yields a :class:`FetchedImage` at the temp file, which is removed
+    unless the caller moved it away.
+    """
+    with _unchecked_part(context, image_href, path, checksum, checksum_algo,
+                         image_auth_data, progress, cpu_arch) as (fetched,
+                                                                  detected):
+        fetched.format = inspection.check_image(detected, fetched.href,
+                                                expected_format)
+        yield fetched
+
+
+@contextlib.contextmanager
+def _unchecked_part(context, image_href, path, checksum, checksum_algo,
+                    image_auth_data, progress, cpu_arch):
     service = image_service.get_image_service(image_href, context=context)
     if image_auth_data is not None and service.is_auth_set_needed:
         service.set_image_auth(image_href, image_auth_data)
@@ -192,13 +210,38 @@ def _fetched_part(context, image_href, path, checksum, checksum_algo,
     try:
         result = _download(service, href, part, checksum, checksum_algo,
                            progress)
-        fmt = inspection.check_image(result.detected, href, expected_format)
-        yield FetchedImage(part, result.size, fmt,
-                           result.detected.virtual_size,
-                           service.transfer_verified_checksum,
-                           result.compression, properties)
+        fetched = FetchedImage(part, result.size, None,
+                               result.detected.virtual_size,
+                               service.transfer_verified_checksum,
+                               result.compression, properties)
+        fetched.href = href
+        yield fetched, result.detected
     finally:
         fileutils.remove_quietly(part)
+
+
+def fetch_unchecked(context, image_href, path, checksum=None,
+                    checksum_algo=None, image_auth_data=None, progress=None,
+                    cpu_arch=None):
+    """Fetch an image without the safety gate, to report on it.
+
+    Everything :func:`fetch` does except :func:`inspection.check_image`:
+    the bytes are verified, decompressed and inspected, and written
+    atomically to ``path``. Never hand the result to qemu-img; pass the
+    returned detection to :func:`ironic_images.inspection.check_image`
+    first.
+
+    :param context: as :func:`fetch`; so are the other parameters.
+    :returns: a tuple of a :class:`FetchedImage` (``format`` None) and the
+        :class:`ironic_images.inspection.DetectedImage`.
+    :raises: as :func:`fetch`, except the safety gate's refusals.
+    """
+    with _unchecked_part(context, image_href, path, checksum, checksum_algo,
+                         image_auth_data, progress, cpu_arch) as (fetched,
+                                                                  detected):
+        fileutils.commit(fetched.path, path)
+        fetched.path = path
+    return fetched, detected
 
 
 def _new_part(path, image_href):
@@ -224,7 +267,7 @@ def _resolve(service, image_href, cpu_arch):
             image_href=image_href,
             reason=_('no artifact matches architecture %s')
             % (cpu_arch or 'any'))
-    href = artifact['image_url']
+    href = artifact['oci_image_manifest_url']
     LOG.debug('%(href)s resolves to %(url)s',
               {'href': masking.mask_href(image_href), 'url': href})
     return href, service.show(href)

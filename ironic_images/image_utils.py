@@ -39,6 +39,7 @@ check_available_space = image_fetch.check_available_space
 fetch = image_fetch.fetch
 fetch_to_raw = image_fetch.fetch_to_raw
 fetch_to_volume_format = image_fetch.fetch_to_volume_format
+fetch_unchecked = image_fetch.fetch_unchecked
 fetch_verify_image = image_fetch.fetch_verify_image
 
 StreamInspector = inspection.StreamInspector

@@ -19,6 +19,7 @@ import sys
 from ironic_images.cmd import commands
 from ironic_images.cmd import progress
 from ironic_images.conf import CONF
+from ironic_images import exception
 from ironic_images import image_utils
 from ironic_images import inspection
 
@@ -54,26 +55,90 @@ def fetch():
     sys.stderr.write('Wrote %s (%s)\n' % (args.dest, ', '.join(details)))
 
 
+# The safety gate's stages, in the order check_image runs them, and the
+# check names (exception kwargs['check']) each stage may fail with.
+_STAGES = (
+    ('single_format', ('single_format',)),
+    ('vmdk', ('vmdk_allowed_types', 'vmdk_descriptor_file')),
+    ('safety', None),  # the format inspector's own checks: any other name
+    ('permitted_formats', ('permitted_formats',)),
+    ('format_match', ('format_match',)),
+)
+
+
+def _stage_of(check):
+    for stage, names in _STAGES:
+        if names is not None and check in names:
+            return stage
+    return 'safety'
+
+
+def _report(name, fetched, detected, expected_format):
+    """Run the safety gate and say what each stage of it decided."""
+    failed_stage = reason = None
+    try:
+        fmt = inspection.check_image(detected, name, expected_format)
+        verdict = 'accepted'
+    except exception.ImageUnacceptable as error:
+        fmt = detected.format
+        check = error.kwargs.get('check')
+        failed_stage, reason = _stage_of(check), str(error)
+        verdict = 'refused: %s check failed' % check
+    checks = []
+    reached = True
+    for stage, _names in _STAGES:
+        if stage == 'vmdk' and detected.format != 'vmdk':
+            continue
+        if stage == 'format_match' and not expected_format:
+            continue
+        status = 'passed' if reached else 'not checked'
+        if stage == failed_stage:
+            status, reached = 'failed', False
+        checks.append({'name': stage, 'status': status,
+                       'reason': reason if status == 'failed' else None})
+    return {'image': name, 'format': fmt, 'matches': list(detected.matches),
+            'virtual_size': detected.virtual_size,
+            'size': fetched.size if fetched else detected.data_size,
+            'compression': fetched.compression if fetched else None,
+            'checksum': fetched.checksum if fetched else None,
+            'checks': checks, 'verdict': verdict}
+
+
 def inspect():
     """Print what an image is and whether it passes the safety checks."""
     args = CONF.command
-    report = inspection.report(args.image, expected_format=args.format)
+    if os.path.isfile(args.image):
+        report = _report(args.image, None,
+                         inspection.inspect_file(args.image, args.image),
+                         args.format)
+    else:
+        with image_utils.temporary_dir() as scratch:
+            fetched, detected = image_utils.fetch_unchecked(
+                None, args.image, os.path.join(scratch, 'image'),
+                checksum=args.checksum, checksum_algo=args.checksum_algo)
+            report = _report(args.image, fetched, detected, args.format)
     if args.json:
         json.dump(report, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write('\n')
     else:
-        for key in ('image', 'format', 'virtual_size', 'size'):
-            sys.stdout.write('%-13s %s\n' % (key + ':', report.get(key)))
-        for check in report['checks']:
-            sys.stdout.write('%-13s %s%s\n' % (
-                'check:', check['name'],
-                ': ok' if check['passed'] else ': FAILED, %s'
-                % check['reason']))
-        sys.stdout.write('%-13s %s\n' % ('verdict:', report['verdict']))
+        _print_report(report)
     if report['verdict'] != 'accepted':
         # A refused image is an answer, not an error: exit 1 so scripts
         # can branch on it.
         raise SystemExit(1)
+
+
+def _print_report(report):
+    for key in ('image', 'format', 'virtual_size', 'size', 'compression',
+                'checksum'):
+        if report[key] is not None:
+            sys.stdout.write('%-14s %s\n' % (key + ':', report[key]))
+    for check in report['checks']:
+        line = '%-14s %-18s %s' % ('check:', check['name'], check['status'])
+        if check['reason']:
+            line += ' (%s)' % check['reason']
+        sys.stdout.write(line + '\n')
+    sys.stdout.write('%-14s %s\n' % ('verdict:', report['verdict']))
 
 
 def convert():
@@ -114,10 +179,17 @@ def add_parsers(subparsers):
     parser.set_defaults(func=fetch)
 
     parser = subparsers.add_parser(
-        'inspect', help='Print the format, virtual size and safety verdict '
-        'of an image file; exit 1 when it would be refused.')
-    parser.add_argument('image', help='The image file.')
+        'inspect', help='Print the format, virtual size and the verdict of '
+        'each safety check of an image file or href; exit 1 when it would '
+        'be refused.')
+    parser.add_argument('image', help='An image file, or an href (the '
+                        'image is downloaded to a temp dir, inspected, '
+                        'removed).')
     parser.add_argument('--format', help='The declared disk format.')
+    parser.add_argument('--checksum',
+                        help='Expected checksum of an href\'s bytes.')
+    parser.add_argument('--checksum-algo',
+                        help='Algorithm of a bare-hex --checksum.')
     parser.add_argument('--json', action='store_true',
                         help='Print JSON.')
     parser.set_defaults(func=inspect)

@@ -31,6 +31,7 @@ from oslo_log import log as logging
 
 from ironic_images.cmd import cache_commands
 from ironic_images.cmd import commands
+from ironic_images.cmd import image_commands
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images import masking
@@ -53,7 +54,7 @@ _EXPECTED_ERRORS = (exception.IronicImagesException, commands.UsageError,
 
 
 # Each module adds its sub-commands with add_parsers(subparsers).
-COMMAND_MODULES = (commands, cache_commands)
+COMMAND_MODULES = (commands, image_commands, cache_commands)
 
 
 def _add_parsers(subparsers):
