@@ -1,0 +1,789 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Unit tests of the master-image cache: locks, eviction, sidecars, flow.
+
+The image services and image_utils.fetch are fakes here; the functional
+tests run the cache against nginx, with threads and processes.
+"""
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from unittest import mock
+
+import fixtures
+
+from ironic_images import cache_eviction
+from ironic_images import cache_locks
+from ironic_images import cache_masters
+from ironic_images.cmd import main
+from ironic_images import exception
+from ironic_images import fileutils
+from ironic_images import image_cache
+from ironic_images import image_utils
+from ironic_images.tests import base
+
+DATA = b'master image bytes ' * 1000
+NEW_DATA = b'a newer version of the image ' * 700
+SHA256 = hashlib.sha256(DATA).hexdigest()
+GLANCE_ID = '1be26c0b-03f2-4d2e-ae87-c02d7f33c123'
+HOUR = 3600.0
+
+_HOLD_LOCK_SCRIPT = """
+import sys
+from ironic_images import cache_locks
+lock = cache_locks.image_lock(sys.argv[1], sys.argv[2])
+lock.acquire()
+print('locked', flush=True)
+sys.stdin.readline()
+"""
+
+
+class CacheDirTestCase(base.TestCase):
+    """A cache directory with its lock directory."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(60, gentle=True))
+        self.master_dir = self.useFixture(fixtures.TempDir()).path
+        self.other_dir = self.useFixture(fixtures.TempDir()).path
+        os.mkdir(os.path.join(self.master_dir, cache_locks.LOCK_DIR))
+
+    def put(self, name, data=DATA, last_used=None, directory=None):
+        path = os.path.join(directory or self.master_dir, name)
+        with open(path, 'wb') as f:
+            f.write(data)
+        if last_used is not None:
+            os.utime(path, (last_used, last_used))
+        return path
+
+    def names(self):
+        return sorted(name for name in os.listdir(self.master_dir)
+                      if name != cache_locks.LOCK_DIR)
+
+    def read(self, path):
+        with open(path, 'rb') as f:
+            return f.read()
+
+    def hold_in_thread(self, name):
+        """Hold a lock in another thread until the returned event is set."""
+        held, release = threading.Event(), threading.Event()
+
+        def _hold():
+            with cache_locks.image_lock(self.master_dir, name):
+                held.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=_hold)
+        thread.start()
+        self.addCleanup(thread.join)
+        self.addCleanup(release.set)
+        self.assertTrue(held.wait(10))
+        return release
+
+
+class LocksTestCase(CacheDirTestCase):
+
+    def test_try_lock_fails_while_another_thread_holds_it(self):
+        release = self.hold_in_thread('url-a')
+        with cache_locks.try_lock(self.master_dir, 'url-a') as held:
+            self.assertFalse(held)
+        with cache_locks.try_lock(self.master_dir, 'url-b') as held:
+            self.assertTrue(held)
+        release.set()
+        # The holder's release lets the next one in.
+        with cache_locks.image_lock(self.master_dir, 'url-a'):
+            pass
+        with cache_locks.try_lock(self.master_dir, 'url-a') as held:
+            self.assertTrue(held)
+
+    def test_blocking_waiter_enters_after_release(self):
+        events = []
+        entered = threading.Event()
+        lock = cache_locks.image_lock(self.master_dir, 'url-a')
+        lock.acquire()
+
+        def _wait():
+            with cache_locks.image_lock(self.master_dir, 'url-a'):
+                events.append('waiter')
+                entered.set()
+
+        thread = threading.Thread(target=_wait)
+        thread.start()
+        self.assertFalse(entered.wait(0.2))
+        events.append('holder done')
+        lock.release()
+        thread.join(10)
+        self.assertEqual(['holder done', 'waiter'], events)
+
+    def test_lock_held_by_another_process(self):
+        child = subprocess.Popen(
+            [sys.executable, '-c', _HOLD_LOCK_SCRIPT, self.master_dir,
+             'url-a'], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        self.assertEqual('locked\n', child.stdout.readline())
+        with cache_locks.try_lock(self.master_dir, 'url-a') as held:
+            self.assertFalse(held)
+        child.stdin.write('\n')
+        child.stdin.flush()
+        child.wait(10)
+        with cache_locks.try_lock(self.master_dir, 'url-a') as held:
+            self.assertTrue(held)
+
+    def test_lock_dies_with_a_killed_process(self):
+        child = subprocess.Popen(
+            [sys.executable, '-c', _HOLD_LOCK_SCRIPT, self.master_dir,
+             'url-a'], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        self.addCleanup(child.wait)
+        self.assertEqual('locked\n', child.stdout.readline())
+        child.kill()
+        child.wait(10)
+        with cache_locks.try_lock(self.master_dir, 'url-a') as held:
+            self.assertTrue(held)
+
+    def test_download_slots_bound_concurrency(self):
+        with contextlib.ExitStack() as stack:
+            first = stack.enter_context(
+                cache_locks.download_slot(self.master_dir, 2))
+            second = stack.enter_context(
+                cache_locks.download_slot(self.master_dir, 2))
+            self.assertEqual({0, 1}, {first, second})
+            got = []
+            done = threading.Event()
+
+            def _third():
+                with cache_locks.download_slot(self.master_dir, 2) as slot:
+                    got.append(slot)
+                    done.set()
+
+            thread = threading.Thread(target=_third)
+            thread.start()
+            self.assertFalse(done.wait(0.2))
+        thread.join(10)
+        self.assertEqual(1, len(got))
+        self.assertIn(got[0], (0, 1))
+
+
+def _master(name, last_used, allocated=100, links=1):
+    return cache_eviction.Master(name, '/cache/' + name, allocated,
+                                 allocated, last_used, links, (1, name))
+
+
+class EvictionOrderTestCase(base.TestCase):
+
+    NOW = 1000000.0
+
+    def setUp(self):
+        super().setUp()
+        self.masters = [
+            _master('fresh', self.NOW - 10),
+            _master('old', self.NOW - 3 * HOUR),
+            _master('older', self.NOW - 5 * HOUR),
+            _master('recent', self.NOW - 0.5 * HOUR),
+            _master('linked-old', self.NOW - 9 * HOUR, links=2),
+        ]
+        self.removed = []
+
+    def remove(self, master):
+        self.removed.append(master.name)
+        return True
+
+    def evict(self, cache_size, amount=None, ttl=2 * HOUR,
+              remove=None):
+        return cache_eviction.evict(self.masters, self.NOW, ttl, cache_size,
+                                    amount, remove or self.remove)
+
+    def test_order(self):
+        expired, others = cache_eviction.eviction_order(self.masters,
+                                                        self.NOW, 2 * HOUR)
+        self.assertEqual(['older', 'old'], [m.name for m in expired])
+        self.assertEqual(['recent', 'fresh'], [m.name for m in others])
+
+    def test_expired_go_even_under_the_cap(self):
+        removed, total, freed = self.evict(cache_size=10000)
+        self.assertEqual(['older', 'old'], self.removed)
+        self.assertEqual(300, total)
+        self.assertEqual(200, freed)
+        self.assertEqual(self.removed, [m.name for m in removed])
+
+    def test_least_recently_used_go_down_to_the_cap(self):
+        _removed, total, _freed = self.evict(cache_size=200)
+        self.assertEqual(['older', 'old', 'recent'], self.removed)
+        self.assertEqual(200, total)
+
+    def test_linked_master_never_goes(self):
+        _removed, total, _freed = self.evict(cache_size=0, ttl=0)
+        self.assertEqual(['older', 'old', 'recent', 'fresh'], self.removed)
+        self.assertEqual(100, total)
+
+    def test_amount_stops_early_among_expired(self):
+        _removed, _total, freed = self.evict(cache_size=10000, amount=50)
+        self.assertEqual(['older'], self.removed)
+        self.assertEqual(100, freed)
+
+    def test_amount_reaches_into_recent_ones(self):
+        _removed, _total, freed = self.evict(cache_size=10000, amount=250)
+        self.assertEqual(['older', 'old', 'recent'], self.removed)
+        self.assertEqual(300, freed)
+
+    def test_a_master_that_cannot_go_is_skipped(self):
+        def remove(master):
+            if master.name == 'older':
+                return False
+            self.removed.append(master.name)
+            return True
+
+        _removed, total, _freed = self.evict(cache_size=300, remove=remove)
+        self.assertEqual(['old', 'recent'], self.removed)
+        self.assertEqual(300, total)
+
+    def test_leftover_names(self):
+        cases = {
+            '.url-ab.raw.k3j2_x.part': 'url-ab.raw',
+            '..url-ab.raw.k3j2_x.part.a_b1.part': 'url-ab.raw',
+            '.url-ab.meta.zz12.part': 'url-ab',
+            '.glance-1.x.part': 'glance-1',
+            'url-ab': None,
+            'url-ab.meta': None,
+            '.locks': None,
+            '.x.part': None,
+        }
+        for name, owner in cases.items():
+            self.assertEqual(owner, cache_eviction.lock_name_of_leftover(
+                name), name)
+
+
+class CleanUpTestCase(CacheDirTestCase):
+
+    def test_ttl_then_lru_on_disk(self):
+        now = time.time()
+        self.put('url-old', last_used=now - 3 * HOUR)
+        self.put('url-old.meta', b'{}')
+        self.put('url-mid', last_used=now - 0.5 * HOUR)
+        self.put('url-new', last_used=now - 60)
+        each = cache_eviction.list_masters(self.master_dir)[0].allocated
+        freed = cache_eviction.clean_up(self.master_dir, 2 * HOUR,
+                                        2 * each)
+        self.assertEqual(each, freed)
+        self.assertEqual(['url-mid', 'url-new'], self.names())
+        freed = cache_eviction.clean_up(self.master_dir, 2 * HOUR, each)
+        self.assertEqual(['url-new'], self.names())
+
+    def test_linked_master_is_never_evicted(self):
+        path = self.put('url-linked', last_used=time.time() - 9 * HOUR)
+        os.link(path, os.path.join(self.other_dir, 'dest'))
+        self.put('url-free', last_used=time.time())
+        freed = cache_eviction.clean_up(self.master_dir, 0, 0,
+                                        amount=10 ** 9)
+        self.assertEqual(['url-linked'], self.names())
+        self.assertGreater(freed, 0)
+
+    def test_master_being_used_is_skipped(self):
+        self.put('url-busy', last_used=time.time() - 9 * HOUR)
+        release = self.hold_in_thread('url-busy')
+        cache_eviction.clean_up(self.master_dir, 0, 0)
+        self.assertEqual(['url-busy'], self.names())
+        release.set()
+
+    def test_hidden_files_are_not_masters(self):
+        self.put('.url-a.abc123.part')
+        self.put('url-a.meta', b'{}')
+        os.mkdir(os.path.join(self.master_dir, 'a-directory'))
+        self.assertEqual([], cache_eviction.list_masters(self.master_dir))
+
+    def test_remove_leftovers(self):
+        self.put('url-a')
+        self.put('url-a.meta', b'{}')
+        self.put('url-orphan.meta', b'{}')
+        self.put('.url-a.abc123.part')
+        self.put('..url-b.raw.abc123.part.def456.part')
+        self.put('.url-busy.abc123.part')
+        self.put('.url-busy.meta.abc123.part')
+        release = self.hold_in_thread('url-busy')
+        removed = cache_eviction.remove_leftovers(self.master_dir)
+        self.assertEqual(['..url-b.raw.abc123.part.def456.part',
+                          '.url-a.abc123.part', 'url-orphan.meta'],
+                         sorted(removed))
+        self.assertEqual(['.url-busy.abc123.part',
+                          '.url-busy.meta.abc123.part', 'url-a',
+                          'url-a.meta'], self.names())
+        release.set()
+
+    def test_remove_leftovers_of_a_missing_directory(self):
+        self.assertEqual([], cache_eviction.remove_leftovers(
+            os.path.join(self.master_dir, 'missing')))
+
+
+class FakeHttpService:
+    """Stands for HttpImageService: show() and is_unchanged()."""
+
+    def __init__(self, etag='"v1"', last_modified=None, no_cache=False,
+                 unchanged=True):
+        self.etag = etag
+        self.last_modified = last_modified
+        self.no_cache = no_cache
+        self.unchanged = unchanged
+        self.shows = 0
+        self.revalidations = []
+        self.is_auth_set_needed = False
+
+    def show(self, href):
+        self.shows += 1
+        return {'size': len(DATA), 'no_cache': self.no_cache,
+                'properties': {'etag': self.etag,
+                               'last_modified': self.last_modified}}
+
+    def is_unchanged(self, href, etag=None, last_modified=None):
+        self.revalidations.append((etag, last_modified))
+        return self.unchanged
+
+
+class FakeOtherService:
+    """A third-party driver: show() only."""
+
+    def __init__(self, updated_at='2024-01-01T00:00:00'):
+        self.updated_at = updated_at
+        self.is_auth_set_needed = False
+
+    def show(self, href):
+        return {'size': len(DATA), 'updated_at': self.updated_at,
+                'properties': {}}
+
+
+class MastersTestCase(CacheDirTestCase):
+
+    def test_meta_round_trip(self):
+        master = self.put('url-a')
+        cache_masters.write_meta(master, {
+            'validated_at': 1.5, 'formats': ['qcow2'],
+            'checksums': ['sha256:' + SHA256], 'size': len(DATA)},
+            durable=True)
+        meta = cache_masters.read_meta(master)
+        self.assertEqual(['qcow2'], meta['formats'])
+        cache_masters.write_meta(master, dict(meta, validated_at=2.5),
+                                 durable=False)
+        self.assertEqual(2.5, cache_masters.read_meta(master)[
+            'validated_at'])
+        self.assertEqual(['url-a', 'url-a.meta'], self.names())
+
+    def test_meta_of_another_file_is_ignored(self):
+        master = self.put('url-a')
+        cache_masters.write_meta(master, {
+            'validated_at': 1.5, 'formats': [], 'checksums': [],
+            'size': len(DATA)}, durable=True)
+        os.unlink(master)
+        self.put('url-a', NEW_DATA)
+        self.assertIsNone(cache_masters.read_meta(master))
+
+    def test_bad_meta_is_ignored(self):
+        master = self.put('url-a')
+        for text in (b'not json', b'[]', b'{"version": 1}'):
+            self.put('url-a.meta', text)
+            self.assertIsNone(cache_masters.read_meta(master))
+        self.assertIsNone(cache_masters.read_meta(
+            os.path.join(self.master_dir, 'missing')))
+
+    def test_validators(self):
+        http = FakeHttpService()
+        self.assertEqual((None, None, None), cache_masters.validators(
+            cache_masters.KIND_GLANCE, http, {}))
+        self.assertEqual(('"v1"', None, None), cache_masters.validators(
+            cache_masters.KIND_URL, http, http.show('x')))
+        self.assertIsNone(cache_masters.validators(
+            cache_masters.KIND_URL, http, {'properties': {}}))
+        self.assertIsNone(cache_masters.validators(
+            cache_masters.KIND_OCI, http, {'no_cache': True}))
+        other = FakeOtherService()
+        _etag, _lm, value = cache_masters.validators(
+            cache_masters.KIND_URL, other, other.show('x'))
+        self.assertIn('2024-01-01', value)
+        # The size alone does not tell versions apart.
+        self.assertIsNone(cache_masters.validators(
+            cache_masters.KIND_URL, other, {'size': 10}))
+
+    def test_unchanged(self):
+        http = FakeHttpService(unchanged=False)
+        meta = {'etag': '"v1"', 'last_modified': 'Mon, 01 Jan 2024'}
+        self.assertFalse(cache_masters.unchanged(http, 'http://h/x', meta))
+        self.assertEqual([('"v1"', 'Mon, 01 Jan 2024')], http.revalidations)
+        other = FakeOtherService()
+        meta = {'fingerprint': cache_masters.fingerprint(other.show('x'))}
+        self.assertTrue(cache_masters.unchanged(other, 's3://b/x', meta))
+        other.updated_at = '2025-01-01T00:00:00'
+        self.assertFalse(cache_masters.unchanged(other, 's3://b/x', meta))
+        self.assertFalse(cache_masters.unchanged(other, 's3://b/x', {}))
+
+    def test_hand_out_links_and_marks_use(self):
+        master = self.put('url-a', last_used=time.time() - HOUR)
+        dest = self.put('dest', b'old content', directory=self.other_dir)
+        cache_masters.hand_out(master, dest)
+        self.assertTrue(os.path.samefile(master, dest))
+        self.assertEqual(2, os.stat(master).st_nlink)
+        self.assertGreater(os.stat(master).st_atime, time.time() - 60)
+        self.assertLess(os.stat(master).st_mtime, time.time() - 60)
+        # Already in place: nothing to do.
+        cache_masters.hand_out(master, dest)
+        self.assertEqual(2, os.stat(master).st_nlink)
+        self.assertEqual(['dest'], os.listdir(self.other_dir))
+
+    def test_hand_out_copies_across_filesystems(self):
+        master = self.put('url-a')
+        dest = os.path.join(self.other_dir, 'dest')
+        with mock.patch.object(os, 'link', autospec=True,
+                               side_effect=OSError(errno.EXDEV, 'xdev')):
+            cache_masters.hand_out(master, dest)
+        self.assertFalse(os.path.samefile(master, dest))
+        self.assertEqual(DATA, self.read(dest))
+        self.assertEqual(['dest'], os.listdir(self.other_dir))
+
+    def test_hand_out_failure_leaves_nothing(self):
+        master = self.put('url-a')
+        dest = os.path.join(self.other_dir, 'dest')
+        with mock.patch.object(os, 'link', autospec=True,
+                               side_effect=OSError(errno.EIO, 'io')):
+            self.assertRaises(OSError, cache_masters.hand_out, master, dest)
+        self.assertEqual([], os.listdir(self.other_dir))
+
+    def test_copy_sparse_keeps_holes(self):
+        source = os.path.join(self.master_dir, 'sparse')
+        with open(source, 'wb') as f:
+            f.truncate(64 * 1024 * 1024)
+            f.seek(32 * 1024 * 1024)
+            f.write(b'data in the middle' * 1000)
+        dest = os.path.join(self.other_dir, 'copy')
+        cache_masters.copy_sparse(source, dest)
+        self.assertEqual(self.read(source), self.read(dest))
+        self.assertLess(os.stat(dest).st_blocks * 512, 4 * 1024 * 1024)
+
+    def test_copy_without_copy_file_range(self):
+        source = self.put('url-a')
+        dest = os.path.join(self.other_dir, 'copy')
+        with mock.patch.object(os, 'copy_file_range', autospec=True,
+                               side_effect=OSError(errno.ENOSYS, 'no')):
+            cache_masters.copy_sparse(source, dest)
+        self.assertEqual(DATA, self.read(dest))
+
+
+class FakeOciService:
+    """Stands for OciImageService: tags resolve to one artifact."""
+
+    is_auth_set_needed = False
+
+    def __init__(self):
+        self.artifact = {
+            'image_container_blob_digest': 'sha256:' + SHA256,
+            'oci_image_manifest_url':
+                'oci://registry.example.com/disk@sha256:' + 'ab' * 32,
+            'image_size': len(DATA)}
+
+    def identify_specific_image(self, href, image_download_source=None,
+                                cpu_arch=None):
+        return self.artifact
+
+
+HREF = 'http://images.example.com/disk.qcow2'
+
+
+class FakeCacheTestCase(CacheDirTestCase):
+    """ImageCache with fake drivers and a fake image_utils.fetch."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatchObject(image_cache, '_PREPARED',
+                                                 set()))
+        self.service = FakeHttpService()
+        self.useFixture(fixtures.MockPatch(
+            'ironic_images.image_service.get_image_service',
+            side_effect=lambda href, context=None: self.service))
+        self.fetches = []
+        self.fetch_errors = []
+        self.content = DATA
+        self.useFixture(fixtures.MockPatchObject(
+            image_utils, 'fetch', side_effect=self._fake_fetch(False)))
+        self.useFixture(fixtures.MockPatchObject(
+            image_utils, 'fetch_to_raw', side_effect=self._fake_fetch(True)))
+        self.cache = image_cache.ImageCache(self.master_dir, 10 ** 9, HOUR)
+
+    def _fake_fetch(self, raw):
+        def _fetch(context, href, path, checksum=None, checksum_algo=None,
+                   expected_format=None, image_auth_data=None,
+                   progress=None):
+            self.fetches.append({'href': href, 'path': path, 'raw': raw,
+                                 'checksum': checksum,
+                                 'expected_format': expected_format})
+            if self.fetch_errors:
+                raise self.fetch_errors.pop(0)
+            with fileutils.atomic_write(path) as f:
+                f.write(self.content)
+            verified = checksum or 'sha256:%s' % hashlib.sha256(
+                self.content).hexdigest()
+            return image_utils.FetchedImage(
+                path, len(self.content), 'raw' if raw else 'qcow2',
+                10 * len(self.content), verified, None, None)
+        return _fetch
+
+    def fetch(self, dest_name='dest', href=HREF, **kwargs):
+        kwargs.setdefault('force_raw', False)
+        dest = os.path.join(self.other_dir, dest_name)
+        return self.cache.fetch_image(href, dest, **kwargs)
+
+
+class ImageCacheTestCase(FakeCacheTestCase):
+
+    def test_miss_then_hit(self):
+        first = self.fetch('one')
+        second = self.fetch('two')
+        self.assertFalse(first.hit)
+        self.assertTrue(second.hit)
+        self.assertEqual(1, len(self.fetches))
+        self.assertEqual(first.master, second.master)
+        self.assertEqual(3, os.stat(first.master).st_nlink)
+        self.assertTrue(os.path.samefile(first.path, second.path))
+        self.assertEqual(('qcow2', len(DATA)), (second.format, second.size))
+        # The second call started after the download: it revalidated.
+        self.assertEqual([('"v1"', None)], self.service.revalidations)
+        name = 'url-' + hashlib.sha256(HREF.encode()).hexdigest()
+        self.assertEqual([name, name + '.meta'], self.names())
+
+    def test_waiter_uses_what_another_validated_meanwhile(self):
+        master = self.fetch('one').master
+        validated_at = cache_masters.read_meta(master)['validated_at']
+        # As if this call had started before the download ended.
+        with mock.patch.object(time, 'time', autospec=True,
+                               return_value=validated_at - 1):
+            self.assertTrue(self.fetch('two').hit)
+        self.assertEqual([], self.service.revalidations)
+
+    def test_changed_image_is_downloaded_again(self):
+        first = self.fetch('one')
+        self.service.unchanged = False
+        self.content = NEW_DATA
+        second = self.fetch('two')
+        self.assertFalse(second.hit)
+        self.assertEqual(2, len(self.fetches))
+        self.assertEqual(DATA, self.read(first.path))
+        self.assertEqual(NEW_DATA, self.read(second.path))
+        self.assertEqual(NEW_DATA, self.read(second.master))
+
+    def test_no_cache_bypasses_and_drops_the_master(self):
+        master = self.fetch('one').master
+        self.service.unchanged = False
+        self.service.no_cache = True
+        result = self.fetch('two')
+        self.assertIsNone(result.master)
+        self.assertEqual(self.fetches[-1]['path'], result.path)
+        self.assertEqual([], self.names())
+        self.assertFalse(os.path.exists(master))
+        self.assertEqual(DATA, self.read(result.path))
+
+    def test_no_validator_means_no_caching(self):
+        self.service.etag = None
+        self.assertIsNone(self.fetch('one').master)
+        self.assertIsNone(self.fetch('two').master)
+        self.assertEqual(2, len(self.fetches))
+        self.assertEqual([], self.names())
+
+    def test_raw_master_is_its_own(self):
+        raw = self.fetch('one', force_raw=True)
+        plain = self.fetch('two')
+        self.assertTrue(raw.master.endswith(image_cache.RAW_SUFFIX))
+        self.assertNotEqual(raw.master, plain.master)
+        self.assertEqual([True, False], [f['raw'] for f in self.fetches])
+        self.assertEqual('raw', raw.format)
+
+    def test_checksum_must_have_been_accepted(self):
+        sha256 = 'sha256:' + SHA256
+        sha512 = 'sha512:' + hashlib.sha512(DATA).hexdigest()
+        self.fetch('one', expected_checksum=sha256)
+        self.assertTrue(self.fetch('two', expected_checksum=SHA256).hit)
+        third = self.fetch('three', expected_checksum=sha512)
+        self.assertFalse(third.hit)
+        self.assertEqual([sha256, sha512],
+                         [f['checksum'] for f in self.fetches])
+
+    def test_failed_verification_keeps_the_master(self):
+        master = self.fetch('one').master
+        self.fetch_errors.append(exception.ImageChecksumError(
+            image_href=HREF, algorithm='sha512', expected='00', actual='11'))
+        self.assertRaises(exception.ImageChecksumError, self.fetch, 'two',
+                          expected_checksum='sha512:' + '0' * 128)
+        self.assertTrue(self.fetch('three').hit)
+        self.assertEqual(DATA, self.read(master))
+        self.assertFalse(os.path.exists(os.path.join(self.other_dir, 'two')))
+
+    def test_declared_format_must_have_been_accepted(self):
+        self.fetch('one', expected_format='qcow2')
+        self.assertTrue(self.fetch('two', expected_format='qcow2').hit)
+        self.assertFalse(self.fetch('three', expected_format='vmdk').hit)
+
+    def test_glance_images_are_never_revalidated(self):
+        sha512 = 'sha512:' + hashlib.sha512(DATA).hexdigest()
+        first = self.fetch('one', href=GLANCE_ID)
+        self.assertTrue(self.fetch('two', href='glance://' + GLANCE_ID).hit)
+        self.assertEqual([], self.service.revalidations)
+        self.assertEqual('glance-' + GLANCE_ID,
+                         os.path.basename(first.master))
+        # Fetched again for a new checksum, it keeps what it was accepted
+        # with before: the content of an image id never changes.
+        self.fetch('three', href=GLANCE_ID, expected_checksum=sha512)
+        self.assertTrue(self.fetch('four', href=GLANCE_ID,
+                                   expected_checksum='sha256:' + SHA256).hit)
+        self.assertEqual(2, len(self.fetches))
+
+    def test_oci_master_is_keyed_by_layer_digest(self):
+        self.service = FakeOciService()
+        href = 'oci://registry.example.com/disk:latest'
+        first = self.fetch('one', href=href)
+        self.assertTrue(self.fetch('two', href=href).hit)
+        self.assertEqual('oci-sha256-' + SHA256,
+                         os.path.basename(first.master))
+        self.assertEqual([self.service.artifact['oci_image_manifest_url']],
+                         [f['href'] for f in self.fetches])
+        self.service.artifact = {}
+        self.assertRaises(exception.ImageNotFound, self.fetch, 'three',
+                          href=href)
+
+    def test_other_schemes_compare_show(self):
+        self.service = FakeOtherService()
+        href = 's3://bucket/disk.img'
+        self.fetch('one', href=href)
+        self.assertTrue(self.fetch('two', href=href).hit)
+        self.service.updated_at = '2025-06-01T00:00:00'
+        self.assertFalse(self.fetch('three', href=href).hit)
+        self.assertEqual(2, len(self.fetches))
+
+    def test_no_room_for_a_conversion_frees_and_retries(self):
+        self.put('url-stale', last_used=time.time())
+        self.fetch_errors.append(exception.InsufficientDiskSpace(
+            path=self.master_dir, image_href=HREF, required_mib=10,
+            free_mib=5))
+        result = self.fetch('one', force_raw=True)
+        self.assertEqual(2, len(self.fetches))
+        self.assertNotIn('url-stale', self.names())
+        self.assertEqual(DATA, self.read(result.path))
+
+    def test_no_room_and_nothing_to_evict(self):
+        self.fetch_errors.append(exception.InsufficientDiskSpace(
+            path=self.master_dir, image_href=HREF, required_mib=10,
+            free_mib=5))
+        self.assertRaises(exception.InsufficientDiskSpace, self.fetch)
+        self.assertEqual(1, len(self.fetches))
+
+    def test_room_is_made_before_a_download(self):
+        self.put('url-stale', last_used=time.time())
+        full = os.statvfs_result((4096, 4096, 1000, 0, 0, 100, 0, 0, 0, 255))
+        with mock.patch.object(os, 'statvfs', autospec=True,
+                               return_value=full):
+            self.fetch()
+        self.assertNotIn('url-stale', self.names())
+
+    def test_clean_up_after_a_download(self):
+        self.put('url-expired', last_used=time.time() - 2 * HOUR)
+        self.fetch()
+        self.assertNotIn('url-expired', self.names())
+
+    def test_leftovers_are_removed_on_first_use(self):
+        self.put('.url-crashed.abc123.part')
+        self.fetch()
+        self.assertNotIn('.url-crashed.abc123.part', self.names())
+
+    def test_unwritable_destination(self):
+        href = 'http://user:secret@images.example.com/disk.img'
+        error = self.assertRaises(
+            exception.ImageDownloadFailed, self.cache.fetch_image, href,
+            os.path.join(self.other_dir, 'missing', 'dest'))
+        self.assertNotIn('secret', str(error))
+        self.assertIn('images.example.com', str(error))
+
+    def test_list(self):
+        href = 'http://user:secret@images.example.com/disk.img'
+        result = self.fetch(href=href)
+        listing = self.cache.list()
+        self.assertEqual(1, len(listing))
+        self.assertTrue(listing[0]['in_use'])
+        self.assertNotIn('secret', listing[0]['href'])
+        self.assertEqual('qcow2', listing[0]['format'])
+        os.unlink(result.path)
+        self.assertFalse(self.cache.list()[0]['in_use'])
+        self.assertEqual([], image_cache.ImageCache(
+            os.path.join(self.master_dir, 'missing')).list())
+
+    def test_defaults_come_from_the_config(self):
+        self.config(master_path=self.master_dir, size_mb=3, ttl_minutes=2,
+                    group='image_cache')
+        cache = image_cache.ImageCache()
+        self.assertEqual((self.master_dir, 3 * 1024 * 1024, 120),
+                         (cache.master_dir, cache.cache_size,
+                          cache.cache_ttl))
+
+
+class CacheCommandTestCase(FakeCacheTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.conf_file = os.path.join(self.other_dir, 'test.conf')
+        with open(self.conf_file, 'w') as f:
+            f.write('[image_cache]\nmaster_path = %s\n' % self.master_dir)
+
+    def run_main(self, *args):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with mock.patch('sys.stdout', stdout), \
+                mock.patch('sys.stderr', stderr):
+            code = main.main(['--config-file', self.conf_file] + list(args))
+        # Log lines go to stderr too: the command's own line is the last.
+        return code, stdout.getvalue(), stderr.getvalue().splitlines()[-1:]
+
+    def test_fetch_list_clean(self):
+        dest = os.path.join(self.other_dir, 'dest')
+        code, _out, err = self.run_main('cache', 'fetch', HREF, dest)
+        self.assertEqual((0, ['Wrote %s (qcow2, downloaded)' % dest]),
+                         (code, err))
+        code, _out, err = self.run_main('cache', 'fetch', HREF, dest,
+                                        '--raw')
+        self.assertEqual((0, ['Wrote %s (raw, downloaded)' % dest]),
+                         (code, err))
+        code, _out, err = self.run_main('cache', 'fetch', HREF, dest,
+                                        '--raw')
+        self.assertEqual((0, ['Wrote %s (raw, cache hit)' % dest]),
+                         (code, err))
+        code, out, _err = self.run_main('cache', 'list')
+        self.assertEqual(0, code)
+        self.assertIn(HREF + ' [raw]', out)
+        self.assertIn('2 master(s)', out)
+        code, out, _err = self.run_main('cache', 'list', '--json')
+        listing = json.loads(out)
+        self.assertEqual([False, True], [m['in_use'] for m in listing])
+        code, _out, err = self.run_main('cache', 'clean', '--amount', '1')
+        self.assertEqual(0, code)
+        self.assertIn('Freed', err[0])
+        self.assertEqual(1, len(self.cache.list()))
+
+    def test_fetch_to_a_directory_is_a_usage_error(self):
+        code, _out, err = self.run_main('cache', 'fetch', HREF,
+                                        self.other_dir)
+        self.assertEqual(2, code)
+        self.assertIn('is a directory', err[0])
+
+    def test_clean_needs_an_action(self):
+        code, _out, _err = self.run_main('cache')
+        self.assertEqual(2, code)
