@@ -85,11 +85,10 @@ def bounded(seconds=HANG_SECONDS, what='the call'):
         signal.signal(signal.SIGALRM, previous)
 
 
-def seeded_random(test, salt=''):
+def seeded_random(test):
     """A :class:`random.Random` whose seed is printed for replay.
 
     :param test: the running test case (the seed joins its details).
-    :param salt: mixed into a drawn seed, never into a given one.
     :returns: ``(rng, seed)``.
     """
     given = os.environ.get(SEED_VARIABLE)
@@ -98,7 +97,7 @@ def seeded_random(test, salt=''):
         seed, SEED_VARIABLE, seed, test.id())
     sys.stderr.write(line + '\n')
     test.addDetail('seed', testtools.content.text_content(line))
-    return random.Random('%d%s' % (seed, '' if given else salt)), seed
+    return random.Random(seed), seed
 
 
 class LoopbackOnly(fixtures.Fixture):
@@ -130,6 +129,16 @@ def _is_loopback(host):
         return ipaddress.ip_address(str(host).strip('[]')).is_loopback
     except ValueError:
         return False
+
+
+def text(value):
+    """A testtools detail holding ``value``."""
+    return testtools.content.text_content(value)
+
+
+def say(line):
+    """Print a line of the suite's findings (stestr shows stderr)."""
+    sys.stderr.write(line + '\n')
 
 
 def is_ours(error):

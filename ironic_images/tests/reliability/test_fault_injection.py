@@ -1,0 +1,165 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""100 downloads per driver under random faults.
+
+A FaultServer on loopback serves the image (for oci://, a fake registry:
+one artifact manifest and its blob) and answers the GETs of each download
+with a random fault script (see :mod:`.faultplan`): resets and truncations
+at random offsets, wrong Content-Length both ways, stalls past the
+timeout, slow answers, 429 with Retry-After, bursts of 503, another body
+on the resumed request, Range ignored, 404.
+
+Property, for every download: it completes and the file is the image
+(verified by its checksum or digest), or it raises one of our exceptions
+and nothing is left at the destination, not even a temp file. The seed is
+printed; ``IRONIC_IMAGES_SEED=N`` replays a run.
+"""
+
+import hashlib
+import os
+
+from oslo_utils import units
+
+from ironic_images import exception
+from ironic_images import fileutils
+from ironic_images.image_service import http
+from ironic_images.image_service import oci
+from ironic_images.tests.functional.servers import faults
+from ironic_images.tests.functional.servers import oci_push
+from ironic_images.tests.reliability import base
+from ironic_images.tests.reliability import faultplan
+
+DOWNLOADS = 100
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class FaultInjectionTestCase(base.ReliabilityTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.rng, self.seed = base.seeded_random(self)
+        size = self.rng.randint(units.Mi, 2 * units.Mi)
+        self.v1 = self.rng.randbytes(size)
+        self.v2 = self.rng.randbytes(size)
+        self.server = self.useFixture(faults.FaultServerFixture())
+        self.tally = faultplan.Tally()
+
+    def attempt(self, number, names, download, valid):
+        """Run one download; check the file or the absence of one.
+
+        :param download: ``download(image_file)``.
+        :param valid: the bodies a completed download may have.
+        """
+        dest = os.path.join(self.dest_dir, 'disk-%d.img' % number)
+        where = 'download %d of seed %d, faults %s' % (
+            number, self.seed, names)
+        try:
+            with base.bounded(60, where):
+                with fileutils.atomic_write(dest) as image_file:
+                    download(image_file)
+        except exception.IronicImagesException as error:
+            self.assertNothingAt(dest, where)
+            outcome = type(error).__name__
+            self.tally.add(names, outcome, error)
+            return outcome
+        except Exception as error:
+            self.fail('%s: %s escaped: %s' % (where, type(error).__name__,
+                                              error))
+        else:
+            with open(dest, 'rb') as written:
+                digest = sha256(written.read())
+            if digest not in [sha256(body) for body in valid]:
+                self.tally.lost += 1
+                self.fail('%s: a wrong file at the destination' % where)
+            os.unlink(dest)
+            outcome = 'complete'
+        self.tally.add(names, outcome)
+        return outcome
+
+    def report(self, title):
+        line = self.tally.summary('%s (seed %d)' % (title, self.seed))
+        self.addDetail('tally', base.text(line))
+        self.addDetail('reasons', base.text(self.tally.reasons_text()))
+        base.say(line)
+        self.assertEqual(0, self.tally.lost)
+        self.assertEqual([], self.leftovers())
+        # The faults must not make every download fail: most recover.
+        self.assertGreater(self.tally.outcomes['complete'], DOWNLOADS // 3,
+                           line)
+
+
+class TestHttpUnderFaults(FaultInjectionTestCase):
+
+    def test_http_downloads(self):
+        service = http.HttpImageService()
+        sums = self.server.add('/SHA256SUMS', body=(
+            '%s  disk.img\n' % sha256(self.v1)).encode())
+        for number in range(DOWNLOADS):
+            etag = self.rng.choice([True, True, None, 'W/"weak"'])
+            url = self.server.add('/disk.img', body=self.v1, etag=etag)
+            script, names = faultplan.draw(self.rng, len(self.v1), self.v2)
+            self.server.script('/disk.img', script, method='GET')
+            mode = self.rng.choice(['sha256', 'sha256', 'url', 'none'])
+            if mode == 'none' and faultplan.NEEDS_CHECKSUM & set(names):
+                mode = 'sha256'
+            checksum = {'sha256': 'sha256:' + sha256(self.v1), 'url': sums,
+                        'none': None}[mode]
+            self.attempt(number, names + ['checksum=' + mode],
+                         lambda f: service.download(url, f,
+                                                    checksum=checksum),
+                         [self.v1] if checksum else [self.v1, self.v2])
+        self.report('http')
+
+
+class TestOciUnderFaults(FaultInjectionTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.config(permit_fallback_to_http_transport=True, group='oci')
+        blob_digest = oci_push.sha256_digest(self.v1)
+        self.manifest = oci_push.encode_manifest(oci_push.artifact_manifest(
+            blob_digest, len(self.v1), 'disk.raw'))
+        digest = oci_push.sha256_digest(self.manifest)
+        self.manifest_path = '/v2/fault/disk/manifests/' + digest
+        self.blob_path = '/v2/fault/disk/blobs/' + blob_digest
+        self.href = 'oci://127.0.0.1:%d/fault/disk@%s' % (
+            self.server.port, digest)
+
+    def test_oci_downloads(self):
+        service = oci.OciImageService()
+        manifest_kinds = ['reset', 'cut', 'long-length', '429', '503-burst',
+                          'changed', '404', 'slow']
+        for number in range(DOWNLOADS):
+            self.server.add(self.manifest_path, body=self.manifest,
+                            content_type=oci_push.MANIFEST)
+            self.server.add(self.blob_path, body=self.v1)
+            script, names = faultplan.draw(self.rng, len(self.v1), self.v2)
+            self.server.script(self.blob_path, script, method='GET')
+            if self.rng.random() < 0.25:
+                other = self.manifest.replace(b'disk.raw', b'disk.qcow')
+                manifest_script, manifest_names = faultplan.draw(
+                    self.rng, len(self.manifest), other, manifest_kinds,
+                    most=2)
+                self.server.script(self.manifest_path, manifest_script,
+                                   method='GET')
+                names += ['manifest:' + name for name in manifest_names]
+            outcome = self.attempt(
+                number, names, lambda f: service.download(self.href, f),
+                [self.v1])
+            if outcome == 'complete':
+                self.assertEqual('sha256:' + sha256(self.v1),
+                                 service.transfer_verified_checksum)
+        self.report('oci')
