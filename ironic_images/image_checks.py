@@ -170,9 +170,10 @@ def check_image(detected, image_href, expected_format=None):
                 _('the image matches several formats (%s); a header hidden '
                   'in another is refused') % ', '.join(detected.matches))
     fmt = detected.format
-    if fmt == 'vmdk':
+    deep = not CONF.image_format.disable_deep_inspection
+    if fmt == 'vmdk' and (detected.vmdk_create_type or not deep):
         _check_vmdk(detected.inspector, image_href)
-    if CONF.image_format.disable_deep_inspection:
+    if not deep:
         LOG.warning('Security: the safety checks of the format inspector '
                     'are disabled ([image_format]disable_deep_inspection); '
                     'continuing with image %(href)s as %(format)s.',
@@ -180,6 +181,9 @@ def check_image(detected, image_href, expected_format=None):
                      'format': fmt})
     else:
         _safety_check(detected, image_href)
+        if fmt == 'vmdk' and not detected.vmdk_create_type:
+            # Unparsed descriptors fail the safety check; never let one by.
+            _check_vmdk(detected.inspector, image_href)
     permitted = permitted_formats()
     if fmt not in permitted:
         _refuse(exception.ImageUnacceptable, image_href, 'permitted_formats',
@@ -298,7 +302,7 @@ def check_virtual_size(virtual_size, volume_size, image_id):
     except (TypeError, ValueError, OverflowError):
         _refuse(exception.ImageUnacceptable, image_id, 'virtual_size',
                 _('the virtual size %r is not known') % (virtual_size,))
-    if size_gib < 0:
+    if virtual_size < 0:
         _refuse(exception.ImageUnacceptable, image_id, 'virtual_size',
                 _('the virtual size %r is negative') % (virtual_size,))
     if volume_size is not None and size_gib > volume_size:

@@ -272,9 +272,13 @@ def qcow2_header(virtual_size, version=3, backing_offset=0,
     :param incompatible: the incompatible-features bits (bit 2: external
         data file; bits 5 and up are unknown to oslo).
     """
-    header = struct.pack('>4sIQIIQIIQQIIQQQII', b'QFI\xfb', version,
+    # magic, version, backing file offset and size, cluster bits, size,
+    # crypt method, L1 size and offset, refcount table offset and
+    # clusters, snapshots count and offset, incompatible, compatible and
+    # autoclear features, refcount order, header length.
+    header = struct.pack('>4sIQIIQIIQQIIQQQQII', b'QFI\xfb', version,
                          backing_offset, 0, 16, virtual_size, 0, 1, 0x30000,
-                         0x10000, 0, 0, incompatible, 0, 0, 4, 104)
+                         0x10000, 1, 0, 0, incompatible, 0, 0, 4, 104)
     return header + bytes(104 - len(header))
 
 
