@@ -30,9 +30,12 @@ compared with a :func:`make_raw` image of the same size by ``qemu-img
 compare``. qemu-io is not needed.
 """
 
+import atexit
 import os
+import shutil
 import struct
 import subprocess
+import tempfile
 import uuid
 import zlib
 
@@ -388,7 +391,10 @@ def _make_huge_descriptor(directory, size):
         while written + len(block) + len(tail) <= size:
             f.write(block)
             written += len(block)
-        f.write(line[:max(0, size - written - len(tail) - 1)] + b'\n')
+        rest = size - written - len(tail)
+        f.write(line * (rest // len(line)))
+        if rest % len(line):
+            f.write(line[:rest % len(line) - 1] + b'\n')
         f.write(tail)
     return path
 
@@ -434,12 +440,23 @@ def _make_qcow2_data_file(directory, size):
     return path
 
 
+_LUKS_TEMPLATES = {}  # size -> a luks image made once per process
+
+
 def _make_luks(directory, size):
+    # qemu-img spends ~2 s benchmarking PBKDF2 for each luks image, even
+    # with a tiny iter-time: make one per size and copy it.
+    template = _LUKS_TEMPLATES.get(size)
+    if template is None or not os.path.exists(template):
+        workdir = tempfile.mkdtemp(prefix='ironic-images-luks-')
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+        template = os.path.join(workdir, 'template.luks')
+        qemu_img('create', '-q', '-f', 'luks', '--object',
+                 'secret,id=s0,data=' + LUKS_SECRET, '-o',
+                 'key-secret=s0,iter-time=10', template, size)
+        _LUKS_TEMPLATES[size] = template
     path = _path(directory, 'luks', 'luks')
-    # iter-time=10: the default (2 s of PBKDF2) is for real secrets.
-    qemu_img('create', '-q', '-f', 'luks', '--object',
-             'secret,id=s0,data=' + LUKS_SECRET, '-o',
-             'key-secret=s0,iter-time=10', path, size)
+    shutil.copyfile(template, path)
     return path
 
 
