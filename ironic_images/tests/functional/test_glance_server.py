@@ -54,7 +54,7 @@ class TestGlanceServer(test_base.BaseTestCase):
                               expected=206, headers={'Range': 'bytes=0-9'})
         self.assertEqual(DATA[:10], resp.content)
 
-        log = server.requests_log(count=5)
+        log = server.requests_log(count=5, helpers=True)
         self.assertEqual(
             [('POST', '/v2/images', 201),
              ('PUT', '/v2/images/%s/file' % image['id'], 204),
@@ -79,7 +79,7 @@ class TestGlanceServer(test_base.BaseTestCase):
         body = server.request('GET', '/v2/images?limit=1&name=full',
                               expected=200).json()
         self.assertEqual([full['id']], [i['id'] for i in body['images']])
-        entry = server.requests_log(count=1)[0]
+        entry = server.requests_log(count=1, helpers=True)[0]
         self.assertEqual('/v2/images', entry['path'])
         self.assertEqual('limit=1&name=full', entry['query'])
         self.assertIsNone(server.get_image(

@@ -42,12 +42,16 @@ from ironic_images.tests.functional.servers import base
 
 #: The environment variable naming the venv (as in tools/setup-glance).
 VENV_ENV = 'IRONIC_IMAGES_GLANCE_VENV'
+#: The User-Agent of the requests of :meth:`GlanceServer.request`.
+HELPER_USER_AGENT = 'ironic-images-glance-fixture'
 
 _REPO_ROOT = os.path.abspath(os.path.join(
     os.path.dirname(__file__), '..', '..', '..', '..'))
 _SETUP_SCRIPT = os.path.join(_REPO_ROOT, 'tools', 'setup-glance')
+# Read at import, before a test patches tempfile.tempdir.
+_SYSTEM_TMP = tempfile.gettempdir()
 # A fixed directory, so that every stestr worker takes the same lock.
-_LOCK_PATH = os.path.join(tempfile.gettempdir(), 'ironic-images-locks')
+_LOCK_PATH = os.path.join(_SYSTEM_TMP, 'ironic-images-locks')
 
 _LOG_FIELDS = ('method', 'path', 'query', 'status', 'bytes_sent', 'range',
                'token', 'content_type', 'user_agent')
@@ -154,7 +158,15 @@ class GlanceServer(base.ProcessServer):
 
     def __init__(self, venv=None, port=None, direct_url=True, workdir=None,
                  startup_timeout=60):
+        own_workdir = workdir is None
+        if own_workdir:
+            # Not in the test's temporary directory (oslotest's
+            # NestedTempfile), which goes with the test: a shared server
+            # outlives it.
+            workdir = tempfile.mkdtemp(prefix='ironic-images-glance-',
+                                       dir=_SYSTEM_TMP)
         super(GlanceServer, self).__init__(workdir, startup_timeout)
+        self._own_workdir = own_workdir
         self.venv = venv or venv_path()
         self._fixed_port = bool(port)
         self.port = port or base.free_port()
@@ -164,6 +176,8 @@ class GlanceServer(base.ProcessServer):
         self.conf_path = os.path.join(self.etc_dir, 'glance-api.conf')
         self.access_log_path = os.path.join(self.workdir, 'access.log')
         self._session = requests.Session()
+        # Marks the helpers' own requests, left out of requests_log().
+        self._session.headers['User-Agent'] = HELPER_USER_AGENT
 
     @property
     def url(self):
@@ -311,14 +325,19 @@ class GlanceServer(base.ProcessServer):
         """Empty the access log."""
         open(self.access_log_path, 'w').close()
 
-    def requests_log(self, count=0, timeout=5):
+    def requests_log(self, count=0, timeout=5, helpers=False):
         """Return the access log entries, oldest first.
 
         gunicorn writes an entry once the response is sent, so a client may
         see the response first: ``count`` waits for that many entries.
+        The requests of this object's own helpers (:meth:`request`,
+        :meth:`create_image`...) are left out unless ``helpers`` is true:
+        the log then shows what the code under test asked, even if a
+        helper's entry is written late.
 
         :param count: wait until there are at least this many entries.
         :param timeout: seconds to wait for them.
+        :param helpers: include the helpers' requests.
         :returns: a list of dicts with the keys ``method``, ``path``,
             ``query`` (without ``?``; '' if none), ``status`` and
             ``bytes_sent`` (ints; ``bytes_sent`` is the body), ``range``,
@@ -328,7 +347,8 @@ class GlanceServer(base.ProcessServer):
         """
         deadline = time.monotonic() + timeout
         while True:
-            entries = self._read_log()
+            entries = [e for e in self._read_log()
+                       if helpers or e['user_agent'] != HELPER_USER_AGENT]
             if len(entries) >= count:
                 return entries
             if time.monotonic() > deadline:
