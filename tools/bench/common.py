@@ -85,3 +85,58 @@ def fail(message):
     """Exit with an error the harness shows."""
     sys.stderr.write('error: %s\n' % message)
     sys.exit(1)
+
+
+def proc_io():
+    """Return /proc/self/io as a dict of ints (empty when unavailable).
+
+    ``rchar`` counts the bytes read by read(2)-like calls on files and
+    pipes (not recv(2) on sockets), ``read_bytes`` those fetched from the
+    storage. Both include the children the process has reaped (qemu-img).
+    """
+    try:
+        with open('/proc/self/io') as io_file:
+            return {key: int(value) for key, _sep, value in
+                    (line.partition(': ') for line in io_file) if value}
+    except (OSError, ValueError):
+        return {}
+
+
+class ReadsBeforeConversion:
+    """What a process reads before a conversion starts, and in all.
+
+    Enter it around the measured call and wrap the function that starts
+    the conversion with :meth:`wrap`; :meth:`result` gives the deltas of
+    /proc/self/io from entering to the conversion's start and to the end.
+    """
+
+    def __init__(self):
+        self.start = self.at_conversion = self.end = None
+
+    def wrap(self, convert):
+        def wrapper(*args, **kwargs):
+            if self.at_conversion is None:
+                self.at_conversion = proc_io()
+            return convert(*args, **kwargs)
+        return wrapper
+
+    def __enter__(self):
+        self.start = proc_io()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.end = proc_io()
+
+    def result(self):
+        """The deltas, as keyword arguments for :func:`report`."""
+        def delta(snapshot, key):
+            if not snapshot or key not in self.start:
+                return None
+            return snapshot[key] - self.start[key]
+
+        before = self.at_conversion or self.end
+        return {'read_before_conversion': delta(before, 'rchar'),
+                'disk_read_before_conversion': delta(before, 'read_bytes'),
+                'read_total': delta(self.end, 'rchar'),
+                'disk_read_total': delta(self.end, 'read_bytes'),
+                'converted': self.at_conversion is not None}

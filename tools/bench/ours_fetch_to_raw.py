@@ -1,0 +1,55 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Case: ironic-images image_utils.fetch_to_raw of a qcow2 over http.
+
+Usage: ours_fetch_to_raw.py URL OUTPUT SHA256_HEX SIZE
+
+Calls ``image_utils.fetch_to_raw(None, URL, OUTPUT,
+checksum='sha256:HEX')``: one pass over the bytes (sha256, format
+inspection, sparse write) into a temp file, ``qemu-img info`` under
+limits, ``qemu-img convert -W -m 16 -S 4k [-t none]``, inspection of the
+output, fsync and rename. Reports ``bytes`` as SIZE, the size of the
+qcow2 fetched, and the reads of the process (and of its qemu-img children) from
+/proc/self/io up to the start of the conversion and in all.
+"""
+
+import os
+import sys
+
+import common
+
+
+def main(url, output, sha256, size):
+    from ironic_images import conf
+    conf.CONF([], project='ironic-images')
+    from ironic_images import image_utils
+    from ironic_images import qemu_img
+
+    reads = common.ReadsBeforeConversion()
+    qemu_img.convert_image = reads.wrap(qemu_img.convert_image)
+    with common.Measure() as measure:
+        with reads:
+            fetched = image_utils.fetch_to_raw(
+                None, url, output, checksum='sha256:%s' % sha256)
+    if fetched.format != 'raw' or not os.path.exists(output):
+        common.fail('no raw output: %r' % fetched)
+    common.report(int(size), measure.seconds,
+                  measure.cpu_seconds, rss_before_kib=measure.rss_before,
+                  output_bytes=os.path.getsize(output),
+                  verified=fetched.checksum, **reads.result())
+
+
+if __name__ == '__main__':
+    if len(sys.argv) != 5:
+        common.fail(__doc__.strip().splitlines()[2])
+    main(*sys.argv[1:])
