@@ -30,7 +30,6 @@ compared with a :func:`make_raw` image of the same size by ``qemu-img
 compare``. qemu-io is not needed.
 """
 
-import atexit
 import os
 import shutil
 import struct
@@ -440,23 +439,29 @@ def _make_qcow2_data_file(directory, size):
     return path
 
 
-_LUKS_TEMPLATES = {}  # size -> a luks image made once per process
+def _luks_template(size):
+    """A luks image of ``size`` bytes, made once and shared by processes.
+
+    qemu-img spends seconds benchmarking PBKDF2 for each luks image, even
+    with a tiny iter-time, so the test workers share one per size.
+    """
+    cache = os.path.join(tempfile.gettempdir(),
+                         'ironic-images-test-luks-%d' % os.getuid())
+    os.makedirs(cache, exist_ok=True)
+    template = os.path.join(cache, '%d.luks' % size)
+    if not os.path.exists(template):
+        part = '%s.%d.part' % (template, os.getpid())
+        # iter-time=10: the default (2 s of PBKDF2) is for real secrets.
+        qemu_img('create', '-q', '-f', 'luks', '--object',
+                 'secret,id=s0,data=' + LUKS_SECRET, '-o',
+                 'key-secret=s0,iter-time=10', part, size)
+        os.replace(part, template)
+    return template
 
 
 def _make_luks(directory, size):
-    # qemu-img spends ~2 s benchmarking PBKDF2 for each luks image, even
-    # with a tiny iter-time: make one per size and copy it.
-    template = _LUKS_TEMPLATES.get(size)
-    if template is None or not os.path.exists(template):
-        workdir = tempfile.mkdtemp(prefix='ironic-images-luks-')
-        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-        template = os.path.join(workdir, 'template.luks')
-        qemu_img('create', '-q', '-f', 'luks', '--object',
-                 'secret,id=s0,data=' + LUKS_SECRET, '-o',
-                 'key-secret=s0,iter-time=10', template, size)
-        _LUKS_TEMPLATES[size] = template
     path = _path(directory, 'luks', 'luks')
-    shutil.copyfile(template, path)
+    shutil.copyfile(_luks_template(size), path)
     return path
 
 
