@@ -30,10 +30,12 @@ keystoneauth's cannot.
 
 import re
 import time
+import urllib.parse
 
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import token_endpoint
+from oslo_config import cfg
 from oslo_log import log as logging
 import requests
 import tenacity
@@ -89,9 +91,10 @@ def _service_session():
     return session
 
 
-def new_adapter():
+def new_adapter(image_href='glance://'):
     """Return a keystoneauth adapter built from the [glance] options.
 
+    :param image_href: the image it is wanted for, for messages.
     :returns: a :class:`keystoneauth1.adapter.Adapter`.
     :raises: ImageRefValidationFailed when the options are incomplete.
     """
@@ -102,10 +105,11 @@ def new_adapter():
         return ks_loading.load_adapter_from_conf_options(
             CONF, GROUP, session=session, auth=session.auth,
             service_type=CONF.glance.service_type or SERVICE_TYPE)
-    except ks_exc.ClientException as error:
+    except (ks_exc.ClientException, cfg.Error) as error:
         raise exception.ImageRefValidationFailed(
-            image_href='glance://',
-            reason=_('the [glance] options are incomplete: %s') % error)
+            image_href=image_href,
+            reason=_('the [glance] options are incomplete or conflict: '
+                     '%s') % error)
 
 
 class _RetryableStatus(Exception):
@@ -212,6 +216,8 @@ class GlanceClient:
         :raises: ImageRefValidationFailed when no endpoint is found.
         """
         if self._endpoint is None:
+            if self._adapter is None:
+                self._adapter = new_adapter(image_href)
             try:
                 url = self.adapter.get_endpoint()
             except ks_exc.ClientException as error:
@@ -225,14 +231,26 @@ class GlanceClient:
             self._endpoint = _VERSION_SUFFIX.sub('', url.rstrip('/'))
         return self._endpoint
 
+    def _url(self, path, image_href):
+        # Glance's next links are paths; were one absolute, only its path
+        # is kept: a response never chooses where a token goes.
+        parts = urllib.parse.urlsplit(path)
+        path = parts.path + ('?' + parts.query if parts.query else '')
+        return self.endpoint(image_href) + path
+
     def _auth(self, image_href):
+        kwargs = {}
+        global_id = getattr(self.context, 'global_id', None)
+        if global_id:
+            kwargs['global_request_id'] = global_id
         token = getattr(self.context, 'auth_token', None)
-        if not token:
-            return {}
-        # The user's token against the endpoint found with the service's
-        # configuration: an href never chooses where a token goes.
-        return {'auth': token_endpoint.Token(self.endpoint(image_href),
-                                             token)}
+        if token:
+            # The user's token against the endpoint found with the
+            # service's configuration: an href never chooses where a token
+            # goes.
+            kwargs['auth'] = token_endpoint.Token(self.endpoint(image_href),
+                                                  token)
+        return kwargs
 
     def request(self, method, path, image_href,
                 error_class=exception.ImageRefValidationFailed,
@@ -257,13 +275,10 @@ class GlanceClient:
             persist; ImageHostRateLimitFailure when 429 persists.
         """
         retries = CONF.glance.num_retries if retries is None else retries
-        url = self.endpoint(image_href) + path
+        url = self._url(path, image_href)
         kwargs.update(self._auth(image_href))
         all_headers = {'Accept': 'application/json'}
         all_headers.update(headers or {})
-        global_id = getattr(self.context, 'global_id', None)
-        if global_id:
-            kwargs['global_request_id'] = global_id
 
         def _send():
             response = self.adapter.request(url, method, raise_exc=False,
@@ -344,7 +359,7 @@ class GlanceClient:
         all_headers.update(headers)
         try:
             return self.adapter.request(
-                self.endpoint(image_href) + path, 'GET', raise_exc=False,
+                self._url(path, image_href), 'GET', raise_exc=False,
                 stream=True, headers=all_headers, **self._auth(image_href))
         except ks_exc.ConnectionError as error:
             # keystoneauth wraps requests' errors in its own; give back the

@@ -195,7 +195,8 @@ class GlanceImageService(base.BaseImageService):
             :func:`ironic_images.glance_metadata.image_body`); ``id`` may
             be given.
         :param data: None, bytes, a binary file object or an iterator of
-            bytes, streamed to ``PUT /v2/images/ID/file``.
+            bytes, streamed to ``PUT /v2/images/ID/file``. When the upload
+            fails the new image is deleted.
         :returns: the new image, as :meth:`get_image` returns it.
         :raises: ImageRefValidationFailed for an invalid request,
             ImageNotAuthorized, TemporaryFailure.
@@ -206,8 +207,23 @@ class GlanceImageService(base.BaseImageService):
                 if value is not None}
         image = client.json('POST', '/v2/images', 'glance://', json=body)
         if data is not None:
-            image = self._upload(client, image['id'], data)
+            try:
+                image = self._upload(client, image['id'], data)
+            except exception.IronicImagesException:
+                # The caller never learns the new image's id: do not leave
+                # it behind, queued and without data.
+                self._delete_quietly(client, image['id'])
+                raise
         return glance_metadata.translate(image)
+
+    def _delete_quietly(self, client, image_id):
+        try:
+            client.request('DELETE', '/v2/images/%s' % image_id, image_id,
+                           retries=0)
+        except exception.IronicImagesException as error:
+            LOG.warning('Could not delete image %(id)s after its upload '
+                        'failed: %(error)s', {'id': image_id,
+                                              'error': error})
 
     def update(self, context, image_id, image_info, data=None,
                purge_props=False):
@@ -283,7 +299,7 @@ class GlanceImageService(base.BaseImageService):
                             error_class=exception.ImageDownloadFailed)
         _require_active(image, image_href)
         size = image.get('size')
-        if not size:
+        if size == 0:
             raise exception.ImageDownloadFailed(
                 image_href=image_href, reason=_('the image has no data'))
         own = _own_checksum(image, image_href)

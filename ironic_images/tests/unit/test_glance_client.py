@@ -16,10 +16,12 @@ import fixtures
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
+from oslo_config import cfg
 from oslo_context import context as oslo_context
 import requests
 import requests_mock.contrib.fixture
 
+from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images import glance_client
 from ironic_images.tests import base
@@ -113,8 +115,14 @@ class TestEndpointAndAuth(GlanceClientTestCase):
                              'catalog': catalog}})
 
     def _plugin(self, name):
-        self.cfg_fixture.register_opts(
-            ks_loading.get_auth_plugin_conf_options(name), group='glance')
+        options = ks_loading.get_auth_plugin_conf_options(name)
+        # Another plugin loaded by an earlier test may have registered an
+        # option of the same name but another definition; loading the auth
+        # registers what it needs again.
+        for option in options:
+            if option.dest in CONF.glance:
+                CONF.unregister_opt(option, group='glance')
+        self.cfg_fixture.register_opts(options, group='glance')
         self.config(auth_type=name, group='glance')
 
     def _password_auth(self):
@@ -158,6 +166,22 @@ class TestEndpointAndAuth(GlanceClientTestCase):
             self.client().request, 'GET', PATH, ID)
         self.assertIn('[glance] credentials', str(error))
         self.assertNotIn('s3cret-pass', str(error))
+
+    def test_incomplete_auth_options(self):
+        self._plugin('v3password')
+        error = self.assertRaises(exception.ImageRefValidationFailed,
+                                  self.client().request, 'GET', PATH, ID)
+        self.assertIn('incomplete', str(error))
+        self.assertIn('auth_url', str(error))
+        self.assertIn(ID, str(error))
+
+    def test_conflicting_options(self):
+        self.useFixture(fixtures.MockPatch(
+            'keystoneauth1.loading.load_auth_from_conf_options',
+            side_effect=cfg.DuplicateOptError('endpoint')))
+        error = self.assertRaises(exception.ImageRefValidationFailed,
+                                  self.client().request, 'GET', PATH, ID)
+        self.assertIn('endpoint', str(error))
 
     def test_no_endpoint(self):
         self.config(endpoint_override=None, group='glance')
@@ -346,8 +370,13 @@ class TestReopen(GlanceClientTestCase):
 
     def test_any_status_is_returned(self):
         self.mocker.get(URL + '/file', status_code=503)
-        response = self.client().reopen(PATH + '/file', ID,
-                                        {'Range': 'bytes=5-'})
+        context = oslo_context.RequestContext(auth_token=USER_TOKEN,
+                                              global_request_id='req-2')
+        response = self.client(context).reopen(PATH + '/file', ID,
+                                               {'Range': 'bytes=5-'})
+        headers = self.mocker.last_request.headers
+        self.assertEqual(USER_TOKEN, headers['X-Auth-Token'])
+        self.assertEqual('req-2', headers['X-OpenStack-Request-ID'])
         self.assertEqual(503, response.status_code)
         self.assertEqual('bytes=5-',
                          self.mocker.last_request.headers['Range'])

@@ -227,6 +227,12 @@ class TestDownload(GlanceServiceTestCase):
         self.assertIn('no data', str(error))
         self.assertEqual([], self.file_requests())
 
+    def test_size_unknown(self):
+        self.serve(size=None)
+        out = io.BytesIO()
+        self.service.download(ID, out)
+        self.assertEqual(DATA, out.getvalue())
+
     def test_no_content_answer(self):
         self.serve()
         self.mocker.get(FILE_URL, status_code=204)
@@ -423,6 +429,15 @@ class TestDetail(GlanceServiceTestCase):
         self.assertEqual(2, len(self.service.detail()))
         self.assertEqual(2, self.mocker.call_count)
 
+    def test_absolute_next_link_keeps_the_endpoint(self):
+        self.mocker.get(ENDPOINT + '/v2/images', [
+            {'json': {'images': [image()],
+                      'next': 'http://elsewhere.test/v2/images?marker=m'}},
+            {'json': {'images': []}}])
+        self.service.detail()
+        self.assertEqual(ENDPOINT + '/v2/images?marker=m',
+                         self.mocker.last_request.url)
+
     def test_not_a_list(self):
         self.mocker.get(ENDPOINT + '/v2/images', json={'foo': 1})
         self.assertRaises(exception.ImageRefValidationFailed,
@@ -457,6 +472,28 @@ class TestCreateUpdateDelete(GlanceServiceTestCase):
         self.assertEqual('PUT', put.method)
         self.assertEqual('application/octet-stream',
                          put.headers['Content-Type'])
+
+    def test_create_upload_fails(self):
+        self.mocker.post(ENDPOINT + '/v2/images', status_code=201,
+                         json=image(status='queued'))
+        self.mocker.put(FILE_URL, status_code=413, text='quota exceeded')
+        self.mocker.delete(IMAGE_URL, status_code=204)
+        error = self.assertRaises(exception.ImageRefValidationFailed,
+                                  self.service.create, None, {'name': 'x'},
+                                  data=DATA)
+        self.assertIn('quota exceeded', str(error))
+        self.assertEqual(['POST', 'PUT', 'DELETE'],
+                         [r.method for r in self.mocker.request_history])
+
+    def test_create_upload_and_delete_fail(self):
+        logger = self.useFixture(fixtures.FakeLogger())
+        self.mocker.post(ENDPOINT + '/v2/images', status_code=201,
+                         json=image(status='queued'))
+        self.mocker.put(FILE_URL, status_code=503)
+        self.mocker.delete(IMAGE_URL, status_code=503)
+        self.assertRaises(exception.TemporaryFailure, self.service.create,
+                          None, {'name': 'x'}, data=DATA)
+        self.assertIn('Could not delete image %s' % ID, logger.output)
 
     def test_create_refused(self):
         self.mocker.post(ENDPOINT + '/v2/images', status_code=400,
