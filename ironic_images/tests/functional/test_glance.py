@@ -33,7 +33,7 @@ from ironic_images.tests import base
 from ironic_images.tests.functional.servers import base as servers_base
 from ironic_images.tests.functional.servers import glance
 
-DATA = os.urandom(3 * 1024 * 1024 + 123)  # several transfer chunks
+DATA = os.urandom(3 * 1024 * 1024 + 123)
 MISSING_ID = '0b5c1b8e-1f1c-4b54-9b8c-1f7e2b0c9d4e'
 
 
@@ -55,6 +55,8 @@ class GlanceTestCase(base.TestCase):
             glance.GlanceFixture(share_with=type(self)))
         self.config(auth_type='none', endpoint_override=self.glance.url,
                     group='glance')
+        # Small buffers: DATA spans many of them.
+        self.config(chunk_size=64 * 1024, group='download')
         self.glance.reset_log()
         # Isolates this test's images from those of the other tests.
         self.mark = uuid.uuid4().hex
