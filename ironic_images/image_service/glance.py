@@ -341,11 +341,14 @@ class GlanceImageService(base.BaseImageService):
             image_href)
         hashers = [transfer.Hasher(c.algorithm) for c in expected]
         try:
-            transfer.stream(source, hashers + [transfer.FileWriter(
+            result = transfer.stream(source, hashers + [transfer.FileWriter(
                 image_file)], image_href, expected_size=size,
                 progress=progress)
         finally:
             source.close()
+        if not result.size:
+            raise exception.ImageDownloadFailed(
+                image_href=image_href, reason=_('the image has no data'))
         for checksum_, hasher in zip(expected, hashers):
             checksum_.verify(hasher.hexdigest(), image_href)
 

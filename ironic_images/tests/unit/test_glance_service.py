@@ -233,6 +233,13 @@ class TestDownload(GlanceServiceTestCase):
         self.service.download(ID, out)
         self.assertEqual(DATA, out.getvalue())
 
+    def test_size_unknown_and_no_bytes(self):
+        self.serve(data=b'', size=None, os_hash_algo=None,
+                   os_hash_value=None, checksum=None)
+        self.assertRaises(exception.ImageDownloadFailed,
+                          self.service.download, ID, io.BytesIO())
+        self.assertEqual(1, len(self.file_requests()))
+
     def test_no_content_answer(self):
         self.serve()
         self.mocker.get(FILE_URL, status_code=204)
