@@ -169,6 +169,19 @@ class TestAPI(test_glance.GlanceTestCase):
         self.assertTrue(all(isinstance(c, bytes) for c in received))
         self.assertEqual(DATA, b''.join(received))
 
+    def test_download_iterator_from_direct_url(self):
+        self.config(allowed_direct_url_schemes=['file'], group='glance')
+        self.config(allowed_paths=[self.images_dir, self.glance.data_dir],
+                    group='file')
+        image = self.make_image(DATA)
+        self.assertEqual(DATA, b''.join(self.api.download(None, image['id'])))
+        dest = os.path.join(self.dest_dir, 'disk.raw')
+        self.api.download(None, image['id'], dest_path=dest)
+        self.assertEqual(DATA, self.read(dest))
+        self.assertEqual(1, os.stat(dest).st_nlink)
+        self.assertNotIn(('GET', '/v2/images/%s/file' % image['id']),
+                         self.api_calls(count=2))
+
     def test_download_iterator_closed_early(self):
         image = self.make_image(DATA)
         chunks = self.api.download(None, image['id'])
