@@ -323,7 +323,6 @@ class ImageCache:
         with _PREPARED_LOCK:
             if self.master_dir in _PREPARED:
                 return
-            _PREPARED.add(self.master_dir)
         self.remove_leftovers()
 
     def remove_leftovers(self):
@@ -331,12 +330,16 @@ class ImageCache:
 
         A temp file is removed only when no one holds the lock of its
         master, so a download running in another process is left alone.
-        Runs once per process and directory before the first fetch.
+        Runs before the first fetch of a process from a directory, unless
+        called before.
 
         :returns: the names removed.
         :raises: ImageCacheError when the directory cannot be read.
         """
-        return self._guarded(cache_eviction.remove_leftovers)
+        removed = self._guarded(cache_eviction.remove_leftovers)
+        with _PREPARED_LOCK:
+            _PREPARED.add(self.master_dir)
+        return removed
 
     def clean_up(self, amount=None):
         """Evict unused masters: expired first, then LRU under the cap.
