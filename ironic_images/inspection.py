@@ -28,8 +28,11 @@ is recognised once none of them matched, after the first MiB. Two need
 more: a VMDK whose grain directory is at its end (streamOptimized images
 from VMware) has a footer in its last 1536 bytes, and a VHDX stores its
 virtual size where its metadata region says. Those keep the inspector
-hungry until the end of the stream; :func:`inspect_file` then reads the
-whole file, as oslo gives no way to jump to the end.
+hungry until the end of the stream. Reading a stream, every byte goes by
+anyway; :func:`inspect_file` jumps to the last 64 KiB of a file when the
+only inspectors still hungry wait for a footer (oslo keeps only the last
+bytes of such a region, whatever came before), and otherwise reads on to
+the end of the file: a VHDX whose tables point far into the file.
 
 The verdict never depends on how the caller cuts the stream: inspectors
 are always fed the same pieces. The VMDK inspector gets the first MiB in
@@ -66,6 +69,9 @@ HEAD_SIZE = units.Mi
 BLOCK_SIZE = 64 * units.Ki
 #: How much :func:`inspect_file` reads at a time.
 READ_SIZE = units.Mi
+#: How much of a file's end :func:`inspect_file` reads when only the end
+#: matters (a VMDK footer is 1536 bytes).
+TAIL_SIZE = BLOCK_SIZE
 
 # Inspectors that are fed the head in one piece (see the module doc).
 _WHOLE_HEAD = frozenset(['vmdk'])
@@ -74,6 +80,15 @@ _SIZE_IS_LENGTH = frozenset(['raw', 'gpt'])
 # Formats two inspectors may legitimately find together, and the one that
 # counts: an ISO with a GPT in its system area boots as a disk and as a CD.
 _ALLOWED_PAIRS = {frozenset(['iso', 'gpt']): 'iso'}
+
+
+def _waits_for_end(inspector):
+    """Tell whether an inspector only waits for the end of the stream."""
+    # context_info names every region (public API, unlike the dict).
+    waiting = [inspector.region(name) for name in inspector.context_info
+               if not inspector.region(name).complete]
+    return bool(waiting) and all(
+        isinstance(r, format_inspector.EndCaptureRegion) for r in waiting)
 
 
 def _format_match(inspector):
@@ -171,6 +186,38 @@ class StreamInspector(object):
     def position(self):
         """How many bytes :meth:`update` was given."""
         return self._position
+
+    @property
+    def waits_for_end(self):
+        """True when only the last bytes of the stream can still matter.
+
+        Every inspector still fed only waits for a region at the end of the
+        stream (oslo's ``EndCaptureRegion``: the footer of a VMDK whose
+        grain directory is at its end). A caller that can seek may then
+        :meth:`skip` to the last :data:`TAIL_SIZE` bytes.
+        """
+        if self._complete or self._head is not None or not self._hungry:
+            return False
+        return all(_waits_for_end(self._inspectors[name])
+                   for name in self._hungry)
+
+    def skip(self, count):
+        """Count bytes that the caller jumps over without feeding them.
+
+        Only while :attr:`waits_for_end`; the caller must then feed at
+        least the last :data:`TAIL_SIZE` bytes of the stream (or all that
+        is left), which is all the waiting inspectors keep.
+
+        :param count: how many bytes are jumped over.
+        :raises: ImageUnacceptable when the inspectors need those bytes.
+        """
+        if not self.waits_for_end:
+            raise exception.ImageUnacceptable(
+                image_href=self.image_href,
+                reason=_('the format inspectors need every byte here'))
+        # What is pending comes before the gap; the tail replaces it.
+        self._pending = bytearray()
+        self._position += count
 
     def update(self, data):
         """Inspect the next chunk of the stream.
@@ -330,9 +377,10 @@ def inspect_file(path, image_href=None):
     """Detect the format of a file, reading no more than needed.
 
     Reading stops as soon as the inspectors are :attr:`complete
-    <StreamInspector.complete>`: after the first MiB for most images,
-    at the end of the file for a VMDK with a footer or an image whose
-    structures point past what was read.
+    <StreamInspector.complete>`: after the first MiB for most images. When
+    the inspectors only wait for the end of the file (a VMDK footer), the
+    file is read from its last :data:`TAIL_SIZE` bytes. An image whose
+    structures point past what was read is read to its end.
 
     :param path: the file.
     :param image_href: the href of the image, for messages (default:
@@ -345,13 +393,16 @@ def inspect_file(path, image_href=None):
     inspector = StreamInspector(image_href)
     try:
         with open(path, 'rb') as f:
+            size = os.fstat(f.fileno()).st_size
             buf = bytearray(READ_SIZE)
             while not inspector.complete:
+                if inspector.waits_for_end and size - TAIL_SIZE > f.tell():
+                    inspector.skip(size - TAIL_SIZE - f.tell())
+                    f.seek(size - TAIL_SIZE)
                 count = f.readinto(buf)
                 if not count:
                     break
                 inspector.update(memoryview(buf)[:count])
-            size = os.fstat(f.fileno()).st_size
     except OSError as e:
         cls = (exception.ImageNotFound if e.errno == errno.ENOENT
                else exception.ImageUnacceptable)

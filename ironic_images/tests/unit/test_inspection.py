@@ -567,15 +567,49 @@ class InspectFileTest(base.TestCase):
         self.assertEqual(10 * units.Gi, detected.virtual_size)
         self.assertLessEqual(sum(fed), inspection.HEAD_SIZE)
 
-    def test_reads_to_the_end_for_a_footer(self):
-        path = self._write(vmdk(size=8 * MiB, gd_at_end=True))
+    def _inspect_counting(self, path):
         fed = []
         real = inspection.StreamInspector.update
         with mock.patch.object(
                 inspection.StreamInspector, 'update', autospec=True,
                 side_effect=lambda i, d: fed.append(len(d)) or real(i, d)):
-            inspection.inspect_file(path)
-        self.assertEqual(8 * MiB, sum(fed))
+            return inspection.inspect_file(path), sum(fed)
+
+    def test_jumps_to_a_vmdk_footer(self):
+        self.config(permitted_formats=['vmdk'], group='image_format')
+        for footer, verdict in ((vmdk_footer(), 'vmdk'),
+                                (vmdk_footer(eos=b'\1'), 'footer'),
+                                (bytes(1536), 'footer')):
+            data = vmdk(size=64 * MiB, gd_at_end=True)
+            data = data[:-len(footer)] + footer
+            detected, read = self._inspect_counting(self._write(data))
+            self.assertEqual(inspection.HEAD_SIZE + inspection.TAIL_SIZE,
+                             read)
+            by_stream = stream(data)
+            self.assertEqual(
+                (by_stream.format, by_stream.virtual_size,
+                 by_stream.data_size),
+                (detected.format, detected.virtual_size, detected.data_size))
+            self.assertEqual(
+                by_stream.inspector.region('footer').data,
+                detected.inspector.region('footer').data)
+            self.assertEqual(verdict, _check_name(detected) or 'vmdk')
+
+    def test_short_vmdk_with_footer_read_whole(self):
+        data = vmdk(size=inspection.HEAD_SIZE + 1000, gd_at_end=True)
+        detected, read = self._inspect_counting(self._write(data))
+        self.assertEqual(len(data), read)
+        self.assertEqual('vmdk', detected.format)
+
+    def test_skip_refused_when_bytes_are_needed(self):
+        inspector = inspection.StreamInspector()
+        self.assertFalse(inspector.waits_for_end)
+        self.assertRaises(exception.ImageUnacceptable, inspector.skip, 1)
+        inspector.update(qcow2(size=8192))
+        self.assertRaises(exception.ImageUnacceptable, inspector.skip, 1)
+        inspector.update(bytes(2 * MiB))
+        self.assertTrue(inspector.complete)
+        self.assertFalse(inspector.waits_for_end)
 
     def test_same_as_stream(self):
         for data in (raw(), qcow2(), gpt(), iso(), vmdk(), descriptor_file()):
@@ -601,6 +635,18 @@ class InspectFileTest(base.TestCase):
             e = self.assertRaises(exception.ImageUnacceptable,
                                   inspection.inspect_file, '/x', HREF)
         self.assertIn('Permission denied', str(e))
+
+
+def vmdk_footer(eos=b'\0'):
+    """The last 1536 bytes of a VMDK with its grain directory at the end.
+
+    A footer marker, a copy of the header with the real grain directory
+    offset, and the end-of-stream marker (``eos`` as its first byte).
+    """
+    header = bytearray(images.vmdk_sparse()[:512])
+    header[56:64] = (4096).to_bytes(8, 'little')
+    marker = struct.pack('<QII', 1, 0, 3) + bytes(496)
+    return marker + bytes(header) + eos + bytes(511)
 
 
 def qemu_info(fmt, backing=None, data_file=None, create_type=None):
