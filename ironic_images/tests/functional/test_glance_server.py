@@ -68,8 +68,11 @@ class TestGlanceServer(test_base.BaseTestCase):
         self.assertEqual('bytes=0-9', log[4]['range'])
         self.assertEqual('application/json', log[0]['content_type'])
 
-    def test_queued_image_query_and_no_direct_url(self):
-        server = self.useFixture(glance.GlanceFixture(direct_url=False))
+    def test_queued_image_query_no_direct_url_and_stop(self):
+        server = glance.GlanceServer(venv=glance.ensure_venv(),
+                                     direct_url=False)
+        self.addCleanup(server.stop)
+        server.start()
         image = server.create_image(name='queued')
         self.assertEqual('queued', image['status'])
         self.assertIsNone(image['size'])
@@ -82,15 +85,11 @@ class TestGlanceServer(test_base.BaseTestCase):
         entry = server.requests_log(count=1, helpers=True)[0]
         self.assertEqual('/v2/images', entry['path'])
         self.assertEqual('limit=1&name=full', entry['query'])
+        self.assertEqual([], server.requests_log())  # only helpers' so far
         self.assertIsNone(server.get_image(
             '6f2d5d5e-6a55-4f4e-9d36-0f4c7a0c0e11'))
 
-    def test_stop(self):
-        server = glance.GlanceServer(venv=glance.ensure_venv())
-        self.addCleanup(server.stop)
-        server.start()
         workdir, port, pid = server.workdir, server.port, server.pid
-        self.assertTrue(base.port_open(port))
         server.stop()
         self.assertIsNone(server.process)
         self.assertFalse(base.port_open(port))

@@ -120,16 +120,20 @@ def ensure_venv():
             return _venv_checked
         with lockutils.external_lock('ironic-images-glance-venv',
                                      lock_path=_LOCK_PATH):
-            result = subprocess.run(
-                ['bash', _SETUP_SCRIPT], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                errors='replace', timeout=1200)
-        if result.returncode == 0:
+            try:
+                result = subprocess.run(
+                    ['bash', _SETUP_SCRIPT], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    errors='replace', timeout=1200)
+                status, output = result.returncode, result.stdout
+            except (OSError, subprocess.TimeoutExpired) as error:
+                status, output = None, str(error)
+        if status == 0:
             _venv_checked = venv_path()
             return _venv_checked
     message = ('the Glance virtualenv could not be set up by '
-               'tools/setup-glance (status %d):\n%s'
-               % (result.returncode, result.stdout[-3000:]))
+               'tools/setup-glance (status %s):\n%s'
+               % (status, output[-3000:]))
     if os.environ.get('CI'):
         raise RuntimeError('CI is set and ' + message)
     raise testtools.TestCase.skipException(message)
