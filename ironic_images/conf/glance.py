@@ -37,13 +37,22 @@ opts = [
 _SERVICE_TYPE = 'image'
 
 
+def _adapter_opts():
+    # The default is set on the options themselves, not with
+    # conf.set_default, which ConfigOpts.reset() (the config fixture of
+    # every test) would forget.
+    adapter_opts = ks_loading.get_adapter_conf_options(
+        include_deprecated=False)
+    cfg.set_defaults(adapter_opts, service_type=_SERVICE_TYPE)
+    return adapter_opts
+
+
 def register_opts(conf):
     conf.register_group(group)
     conf.register_opts(opts, group=group)
     ks_loading.register_session_conf_options(conf, group.name)
     ks_loading.register_auth_conf_options(conf, group.name)
-    ks_loading.register_adapter_conf_options(conf, group.name)
-    conf.set_default('service_type', _SERVICE_TYPE, group=group.name)
+    conf.register_opts(_adapter_opts(), group=group)
 
 
 def list_opts():
@@ -51,6 +60,6 @@ def list_opts():
     ks_opts = (ks_loading.get_session_conf_options()
                + ks_loading.get_auth_common_conf_options()
                + ks_loading.get_auth_plugin_conf_options('password')
-               + ks_loading.get_adapter_conf_options(include_deprecated=False))
+               + _adapter_opts())
     unique = {opt.dest: opt for opt in ks_opts}
     return opts + sorted(unique.values(), key=lambda opt: opt.dest)
