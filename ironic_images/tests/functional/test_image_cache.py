@@ -37,6 +37,8 @@ from ironic_images.image_service import http
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional.servers import nginx
+from ironic_images.tests.functional.servers import oci_push
+from ironic_images.tests.functional.servers import registry
 
 
 def _image(size=4 * units.Mi):
@@ -320,6 +322,27 @@ class EvictionTestCase(CacheTestCase):
         os.unlink(self.dest('again'))
         self.assertGreater(cache.clean_up(), 0)
         self.assertEqual([], self.cache_names())
+
+
+class OciTestCase(CacheTestCase):
+
+    def test_tags_of_one_artifact_share_a_master(self):
+        self.config(permit_fallback_to_http_transport=True, group='oci')
+        server = self.useFixture(registry.RegistryFixture())
+        oci_push.push_disk_image_fixture(server, 'os/disk', ['v1', 'stable'],
+                                         {'amd64': {'raw': IMAGE}})
+        first = self.cache.fetch_image(server.oci_url('os/disk', 'v1'),
+                                       self.dest('one'), force_raw=False)
+        second = self.cache.fetch_image(
+            server.oci_url('os/disk', 'stable'), self.dest('two'),
+            force_raw=False)
+        self.assertEqual((False, True), (first.hit, second.hit))
+        digest = oci_push.sha256_digest(IMAGE)
+        self.assertEqual('oci-' + digest.replace(':', '-'),
+                         os.path.basename(first.master))
+        self.assertEqual(digest, second.checksum)
+        self.assertTrue(os.path.samefile(first.path, second.path))
+        self.assertEqual(IMAGE, self.read(second.path))
 
 
 class CrashTestCase(CacheTestCase):
