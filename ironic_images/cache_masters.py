@@ -176,7 +176,12 @@ def hand_out(master, dest):
     :raises: OSError.
     """
     stat = os.stat(master)
-    os.utime(master, ns=(time.time_ns(), stat.st_mtime_ns))
+    try:
+        os.utime(master, ns=(time.time_ns(), stat.st_mtime_ns))
+    except PermissionError:
+        # A master of another user (a cache shared between services):
+        # eviction then sees its older last use.
+        LOG.debug('Cannot record the use of %s', master)
     try:
         current = os.stat(dest)
     except FileNotFoundError:
