@@ -10,13 +10,34 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Atomic file writes: a temp name beside the destination, fsync, rename."""
+"""Atomic file writes: a temp name beside the destination, fsync, rename.
+
+A temp file is locked (``flock``) by the process that made it until it is
+committed or removed, so the leftovers of a process that died (even by
+SIGKILL: the kernel drops its locks) can be told from the temp files of a
+live writer. :func:`part_path` removes the dead ones of the same
+destination before it makes a new one, so the next run cleans up after a
+crash.
+"""
 
 import contextlib
+import fcntl
 import os
+import re
+import stat
 import tempfile
+import threading
+
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
 
 PART_SUFFIX = '.part'
+# tempfile.mkstemp's random part: 8 of these characters.
+_RANDOM = r'[a-z0-9_]{8}'
+# Temp file -> the descriptor that holds its lock, until commit or removal.
+_HELD = {}
+_HELD_LOCK = threading.Lock()
 
 
 def fsync_dir(path):
@@ -34,17 +55,100 @@ def fsync_dir(path):
 def part_path(dest):
     """Return a new, unique temp name beside ``dest`` (created, empty).
 
-    Names start with a dot and end in ``.part``, so leftovers of a crash are
-    easy to find and clean.
+    Names are ``.NAME.XXXXXXXX.part``, so leftovers of a crash are easy to
+    find. The file stays locked by this process until :func:`commit` or
+    :func:`remove_quietly`; the leftovers of ``dest`` that no live process
+    holds are removed first (see :func:`remove_stale_parts`).
 
     :param dest: the final path.
     :returns: the path of the new empty temp file.
     """
     directory, name = os.path.split(os.path.abspath(dest))
-    fd, path = tempfile.mkstemp(prefix='.%s.' % name, suffix=PART_SUFFIX,
-                                dir=directory)
-    os.close(fd)
+    remove_stale_parts(dest)
+    while True:
+        fd, path = tempfile.mkstemp(prefix='.%s.' % name,
+                                    suffix=PART_SUFFIX, dir=directory)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # A cleaner may have removed the file between its creation and
+        # the lock: then make another.
+        if _is_open_file(path, fd):
+            break
+        os.close(fd)
+    with _HELD_LOCK:
+        _HELD[path] = fd
     return path
+
+
+def _is_open_file(path, fd):
+    """Whether ``path`` names the very file open as ``fd``."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _release(path):
+    with _HELD_LOCK:
+        fd = _HELD.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def remove_stale_parts(dest):
+    """Remove the temp files of ``dest`` that no live process writes.
+
+    A temp file is stale when nobody holds its lock: its writer died.
+    Temp files with more than one link (the file:// driver's hardlinks)
+    are left alone: removing them would free nothing.
+
+    :param dest: the final path whose ``.NAME.XXXXXXXX.part`` are looked
+        at.
+    :returns: the names removed.
+    """
+    directory, name = os.path.split(os.path.abspath(dest))
+    pattern = re.compile(re.escape('.%s.' % name) + _RANDOM
+                         + re.escape(PART_SUFFIX))
+    removed = []
+    try:
+        names = [entry for entry in os.listdir(directory)
+                 if pattern.fullmatch(entry)]
+    except OSError:
+        return removed
+    for entry in names:
+        path = os.path.join(directory, entry)
+        if _remove_if_stale(path):
+            removed.append(entry)
+    if removed:
+        LOG.info('Removed %(n)d temp file(s) left in %(dir)s by an '
+                 'interrupted write: %(names)s',
+                 {'n': len(removed), 'dir': directory,
+                  'names': ', '.join(removed)})
+    return removed
+
+
+def _remove_if_stale(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live writer holds it
+        opened = os.fstat(fd)
+        if (not stat.S_ISREG(opened.st_mode) or opened.st_nlink != 1
+                or not _is_open_file(path, fd)):
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def commit(part, dest):
@@ -54,13 +158,18 @@ def commit(part, dest):
     :param dest: the final path; replaced if it exists.
     """
     os.replace(part, dest)
+    _release(part)
     fsync_dir(os.path.dirname(os.path.abspath(dest)))
 
 
 def remove_quietly(path):
-    """Remove a file if it exists, ignoring errors."""
+    """Remove a file if it exists, ignoring errors.
+
+    A temp file of :func:`part_path` is unlocked too.
+    """
     with contextlib.suppress(OSError):
         os.unlink(path)
+    _release(path)
 
 
 @contextlib.contextmanager

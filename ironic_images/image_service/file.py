@@ -257,7 +257,8 @@ class FileImageService(base.BaseImageService):
         # Link by path, then keep the link only if it is the very inode
         # that was opened and verified: the path may have been swapped.
         link = fileutils.part_path(dest)
-        os.unlink(link)
+        # Only the unique name is wanted (and its lock released).
+        fileutils.remove_quietly(link)
         try:
             os.link(os.readlink('/proc/self/fd/%d' % fd), link,
                     follow_symlinks=False)
