@@ -13,7 +13,8 @@
 """100 downloads per driver under random faults.
 
 A FaultServer on loopback serves the image (for oci://, a fake registry:
-one artifact manifest and its blob) and answers the GETs of each download
+one artifact manifest and its blob; for glance, a fake Glance API: the
+image record and its data) and answers the GETs of each download
 with a random fault script (see :mod:`.faultplan`): resets and truncations
 at random offsets, wrong Content-Length both ways, stalls past the
 timeout, slow answers, 429 with Retry-After, bursts of 503, another body
@@ -26,12 +27,15 @@ printed; ``IRONIC_IMAGES_SEED=N`` replays a run.
 """
 
 import hashlib
+import json
 import os
+import uuid
 
 from oslo_utils import units
 
 from ironic_images import exception
 from ironic_images import fileutils
+from ironic_images import image_service
 from ironic_images.image_service import http
 from ironic_images.image_service import oci
 from ironic_images.tests.functional.servers import faults
@@ -163,3 +167,54 @@ class TestOciUnderFaults(FaultInjectionTestCase):
                 self.assertEqual('sha256:' + sha256(self.v1),
                                  service.transfer_verified_checksum)
         self.report('oci')
+
+
+class TestGlanceUnderFaults(FaultInjectionTestCase):
+    """The Glance driver against a fake Glance v2 API on the FaultServer.
+
+    The record carries sha512 ``os_hash_value`` and md5 ``checksum`` as a
+    real Glance does; the data path gets the faults.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.image_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
+        record = {
+            'id': self.image_id, 'name': 'disk', 'status': 'active',
+            'size': len(self.v1), 'disk_format': 'raw',
+            'container_format': 'bare', 'visibility': 'public',
+            'checksum': hashlib.md5(self.v1).hexdigest(),
+            'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(self.v1).hexdigest(),
+            'created_at': '2026-01-01T00:00:00Z',
+            'updated_at': '2026-01-01T00:00:00Z',
+            'file': '/v2/images/%s/file' % self.image_id,
+        }
+        self.server.add('/v2/images/' + self.image_id,
+                        body=json.dumps(record).encode(),
+                        content_type='application/json')
+        self.data_path = '/v2/images/%s/file' % self.image_id
+        self.config(auth_type='none', endpoint_override=self.server.url,
+                    group='glance')
+
+    def test_glance_downloads(self):
+        record_kinds = ['reset', 'cut', '429', '503-burst', '404', 'slow']
+        for number in range(DOWNLOADS):
+            # Glance sends no ETag; a Content-MD5 is not modelled here.
+            self.server.add(self.data_path, body=self.v1,
+                            etag=self.rng.choice([None, True]))
+            script, names = faultplan.draw(self.rng, len(self.v1), self.v2)
+            self.server.script(self.data_path, script, method='GET')
+            record = '/v2/images/' + self.image_id
+            if self.rng.random() < 0.2:
+                record_script, record_names = faultplan.draw(
+                    self.rng, 200, b'{}', record_kinds, most=2)
+                self.server.script(record, record_script, method='GET')
+                names += ['record:' + name for name in record_names]
+            else:
+                self.server.script(record, [])
+            service = image_service.get_image_service(self.image_id)
+            self.attempt(number, names,
+                         lambda f: service.download(self.image_id, f),
+                         [self.v1])
+        self.report('glance')
