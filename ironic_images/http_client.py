@@ -37,6 +37,8 @@ from ironic_images import exception
 from ironic_images import masking
 
 LOG = logging.getLogger(__name__)
+# Every HTTP request of the library goes through requests and urllib3.
+masking.install_log_filters()
 
 RETRY_STATUSES = frozenset([408, 429, 500, 502, 503, 504])
 # Longest wait honoured from a Retry-After header: a registry asking for an

@@ -12,6 +12,7 @@
 
 """Keep secrets out of log lines and exception messages."""
 
+import logging
 import re
 import urllib.parse
 
@@ -78,6 +79,40 @@ def mask_text(text):
             # Paths with a query but no scheme, as urllib3 writes them.
             pieces[index] = _mask_query(strutils.mask_password(piece))
     return ''.join(pieces)
+
+
+class MaskingFilter(logging.Filter):
+    """Mask credentials in the records of a logger that is not ours.
+
+    urllib3 logs every request line at DEBUG, query string included: a
+    signed URL's signature or a token in a query would reach the logs.
+    """
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # the logging module reports a bad record itself
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+# Loggers of the libraries under ours that log URLs with their query.
+THIRD_PARTY_LOGGERS = ('urllib3.connectionpool',)
+
+
+def install_log_filters(names=THIRD_PARTY_LOGGERS):
+    """Add a :class:`MaskingFilter` to each logger, once.
+
+    :param names: logger names.
+    """
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(item, MaskingFilter)
+                   for item in logger.filters):
+            logger.addFilter(MaskingFilter())
 
 
 # A URL, without the punctuation that commonly follows one in a sentence.

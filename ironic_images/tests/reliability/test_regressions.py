@@ -19,6 +19,7 @@ the library module the test exercises.
 import hashlib
 import io
 import json
+import logging
 
 import fixtures
 import requests
@@ -214,3 +215,25 @@ class TestRegistryMalformedLinks(TestManifestReadDrops):
         self.assertRaises(exception.ImageRefValidationFailed,
                           oci_registry.OciClient().get_tags,
                           'oci://127.0.0.1:%d/r' % self.server.port)
+
+
+class TestUrllib3RequestLines(base.ReliabilityTestCase):
+    """Found by test_secret_hygiene: a signed URL's signature in the logs.
+
+    urllib3 logs each request line, query included, at DEBUG:
+    "GET /disk.img?X-Amz-Signature=... HTTP/1.1".
+    """
+
+    def test_masked(self):
+        logs = self.useFixture(fixtures.FakeLogger(
+            name='urllib3.connectionpool', level=logging.DEBUG))
+        logger = logging.getLogger('urllib3.connectionpool')
+        self.addCleanup(logger.setLevel, logger.level)
+        logger.setLevel(logging.DEBUG)
+        server = self.useFixture(faults.FaultServerFixture())
+        url = server.add('/disk.img', body=b'x' * 10)
+        http.HttpImageService().download(
+            url + '?X-Amz-Signature=sig-a1b2c3d4e5&token=tok-a1b2c3d4e5',
+            io.BytesIO())
+        self.assertIn('GET /disk.img?X-Amz-Signature=***', logs.output)
+        self.assertNotIn('a1b2c3d4e5', logs.output)
