@@ -28,11 +28,12 @@ is recognised once none of them matched, after the first MiB. Two need
 more: a VMDK whose grain directory is at its end (streamOptimized images
 from VMware) has a footer in its last 1536 bytes, and a VHDX stores its
 virtual size where its metadata region says. Those keep the inspector
-hungry until the end of the stream. Reading a stream, every byte goes by
-anyway; :func:`inspect_file` jumps to the last 64 KiB of a file when the
-only inspectors still hungry wait for a footer (oslo keeps only the last
-bytes of such a region, whatever came before), and otherwise reads on to
-the end of the file: a VHDX whose tables point far into the file.
+hungry until the end of the stream. Once the only hungry inspectors wait
+for a footer, whose region oslo fills with the last bytes of the stream
+whatever came before, :meth:`StreamInspector.update` just keeps the last
+64 KiB it was given, and :func:`inspect_file` jumps to the last 64 KiB of
+the file. Otherwise (a VHDX whose tables point far into the file) the
+file is read on, up to its end if need be.
 
 The verdict never depends on how the caller cuts the stream: inspectors
 are always fed the same pieces. The VMDK inspector gets the first MiB in
@@ -172,6 +173,7 @@ class StreamInspector(object):
         self._length = None
         self._complete = False
         self._finished = False
+        self._end_only = None   # cached waits_for_end, reset by _eat
 
     @property
     def complete(self):
@@ -198,8 +200,10 @@ class StreamInspector(object):
         """
         if self._complete or self._head is not None or not self._hungry:
             return False
-        return all(_waits_for_end(self._inspectors[name])
-                   for name in self._hungry)
+        if self._end_only is None:
+            self._end_only = all(_waits_for_end(self._inspectors[name])
+                                 for name in self._hungry)
+        return self._end_only
 
     def skip(self, count):
         """Count bytes that the caller jumps over without feeding them.
@@ -236,12 +240,17 @@ class StreamInspector(object):
         self._position += len(view)
         if self._complete or not view:
             return
-        if self._head is not None:
+        if self._head is None:
+            self._feed(view)
+        elif not self._head and len(view) >= HEAD_SIZE:
+            # The usual first chunk of a transfer: no need to copy it.
+            self._head = None
+            self._feed_head(view)
+        else:
             self._head += view
             if len(self._head) >= HEAD_SIZE:
-                self._feed_head()
-            return
-        self._feed(view)
+                head, self._head = self._head, None
+                self._feed_head(memoryview(head))
 
     def finish(self, size=None):
         """Mark the end of the stream.
@@ -254,7 +263,8 @@ class StreamInspector(object):
         if self._finished:
             return
         if self._head is not None:
-            self._feed_head()
+            head, self._head = self._head, None
+            self._feed_head(memoryview(head))
         if self._pending and not self._complete:
             self._eat_all(bytes(self._pending))
         self._pending = bytearray()
@@ -267,9 +277,10 @@ class StreamInspector(object):
         self._finished = True
         self._complete = True
 
-    def _feed_head(self):
-        head, rest = bytes(self._head[:HEAD_SIZE]), self._head[HEAD_SIZE:]
-        self._head = None
+    def _feed_head(self, view):
+        # The inspectors copy what they keep (bytes concatenation), so
+        # views of the caller's buffer are enough.
+        head, rest = view[:HEAD_SIZE], view[HEAD_SIZE:]
         for name in list(self._hungry):
             if name in _WHOLE_HEAD:
                 self._eat(name, head)
@@ -279,9 +290,17 @@ class StreamInspector(object):
                         break
         self._complete = not self._hungry
         if rest and not self._complete:
-            self._feed(memoryview(rest))
+            self._feed(rest)
 
     def _feed(self, view):
+        if self.waits_for_end:
+            # Only the last bytes matter: keep them, feed them at finish.
+            if len(view) >= TAIL_SIZE:
+                self._pending = bytearray(view[-TAIL_SIZE:])
+            else:
+                self._pending += view
+                del self._pending[:-TAIL_SIZE]
+            return
         if self._pending:
             need = BLOCK_SIZE - len(self._pending)
             self._pending += view[:need]
@@ -293,7 +312,7 @@ class StreamInspector(object):
                 return
         whole = len(view) - len(view) % BLOCK_SIZE
         for offset in range(0, whole, BLOCK_SIZE):
-            if self._eat_all(bytes(view[offset:offset + BLOCK_SIZE])):
+            if self._eat_all(view[offset:offset + BLOCK_SIZE]):
                 return
         self._pending += view[whole:]
 
@@ -307,6 +326,7 @@ class StreamInspector(object):
     def _eat(self, name, chunk):
         """Feed one inspector; False once it wants no more data."""
         inspector = self._inspectors[name]
+        self._end_only = None
         try:
             inspector.eat_chunk(chunk)
             if inspector.complete:

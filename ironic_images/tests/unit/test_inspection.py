@@ -218,6 +218,23 @@ class StreamInspectorTest(base.TestCase):
         self.assertEqual('vmdk', detected.format)
         self.assertEqual('monolithicsparse', detected.vmdk_create_type)
 
+    def test_waiting_for_a_footer_keeps_only_the_tail(self):
+        inspector = inspection.StreamInspector()
+        inspector.update(vmdk(size=2 * MiB, gd_at_end=True))
+        self.assertTrue(inspector.waits_for_end)
+        with mock.patch.object(format_inspector.FileInspector, 'eat_chunk',
+                               autospec=True) as eat:
+            for _ in range(4):
+                inspector.update(os.urandom(MiB + 1))
+        eat.assert_not_called()
+        inspector.update(vmdk_footer())
+        inspector.finish()
+        detected = inspector.result()
+        self.assertEqual(vmdk_footer(),
+                         detected.inspector.region('footer').data)
+        self.config(permitted_formats=['vmdk'], group='image_format')
+        self.assertEqual('vmdk', inspection.check_image(detected, HREF))
+
     def test_parse_error_of_a_match_is_kept(self):
         detected = stream(vmdk(version=7))
         self.assertEqual('vmdk', detected.format)
@@ -585,14 +602,17 @@ class InspectFileTest(base.TestCase):
             detected, read = self._inspect_counting(self._write(data))
             self.assertEqual(inspection.HEAD_SIZE + inspection.TAIL_SIZE,
                              read)
-            by_stream = stream(data)
-            self.assertEqual(
-                (by_stream.format, by_stream.virtual_size,
-                 by_stream.data_size),
-                (detected.format, detected.virtual_size, detected.data_size))
-            self.assertEqual(
-                by_stream.inspector.region('footer').data,
-                detected.inspector.region('footer').data)
+            for chunk_size in (4 * MiB, 65535, 1000):
+                by_stream = stream(data, chunk_size)
+                self.assertEqual(
+                    (by_stream.format, by_stream.virtual_size,
+                     by_stream.data_size),
+                    (detected.format, detected.virtual_size,
+                     detected.data_size))
+                self.assertEqual(
+                    by_stream.inspector.region('footer').data,
+                    detected.inspector.region('footer').data)
+                self.assertEqual(verdict, _check_name(by_stream) or 'vmdk')
             self.assertEqual(verdict, _check_name(detected) or 'vmdk')
 
     def test_short_vmdk_with_footer_read_whole(self):
