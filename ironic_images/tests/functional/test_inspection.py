@@ -260,8 +260,8 @@ class HostileInputTest(InspectionTestCase):
         return detected
 
     def test_huge_vmdk_descriptor(self):
-        path = self.make('vmdk-huge-descriptor', size=256 * MiB)
-        self.assertEqual(256 * MiB, os.path.getsize(path))
+        path = self.make('vmdk-huge-descriptor', size=64 * MiB)
+        self.assertEqual(64 * MiB, os.path.getsize(path))
         detected = self._inspect_bounded(path)
         self.assertEqual('vmdk', detected.format)
         self.assertLess(len(detected.inspector.desc_text), MiB)
