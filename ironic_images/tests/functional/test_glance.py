@@ -137,6 +137,18 @@ class TestGlanceService(GlanceTestCase):
         self.assertIn('queued', str(error))
         self.assertIn(image['id'], str(error))
 
+    def test_show_and_download_deactivated(self):
+        image = self.make_image(b'abc')
+        self.glance.request('POST', '/v2/images/%s/actions/deactivate'
+                            % image['id'], expected=204)
+        error = self.assertRaises(exception.ImageUnacceptable,
+                                  self.service().show, image['id'])
+        self.assertIn('deactivated', str(error))
+        self.assertRaises(exception.ImageUnacceptable,
+                          self.service().download, image['id'], io.BytesIO())
+        self.assertNotIn(('GET', '/v2/images/%s/file' % image['id']),
+                         self.api_calls(count=2))
+
     def test_show_missing(self):
         error = self.assertRaises(exception.ImageNotFound,
                                   self.service().show, MISSING_ID)
@@ -168,6 +180,22 @@ class TestGlanceService(GlanceTestCase):
         self.assertEqual('qcow2', stored['disk_format'])
         self.assertEqual('v', stored['p'])
         self.assertEqual([('POST', '/v2/images')], self.api_calls(count=1)[:1])
+
+    def test_create_with_id_and_tags(self):
+        image_id = str(uuid.uuid4())
+        image = self.service().create(None, {
+            'id': image_id, 'name': 'tagged', 'disk_format': 'raw',
+            'container_format': 'bare', 'tags': [self.mark, 'two'],
+            'min_disk': 2, 'properties': {'ironic_images_test': self.mark,
+                                          'number': 5}})
+        self.assertEqual(image_id, image['id'])
+        stored = self.glance.get_image(image_id)
+        self.assertEqual(sorted([self.mark, 'two']), sorted(stored['tags']))
+        self.assertEqual(2, stored['min_disk'])
+        # Glance's schema wants user properties as strings.
+        self.assertEqual('5', stored['number'])
+        self.assertEqual([image_id], [i['id'] for i in
+                                      self.service().detail(tag=self.mark)])
 
     def _check_stored(self, image, data):
         self.assertEqual('active', image['status'])
