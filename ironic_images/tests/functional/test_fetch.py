@@ -37,6 +37,7 @@ from ironic_images import http_client
 from ironic_images import image_utils
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
+from ironic_images.tests.functional.servers import glance
 from ironic_images.tests.functional.servers import nginx
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional.servers import registry
@@ -305,6 +306,36 @@ class TestFetchOci(FetchTestCase):
         self.assertEqual(['arm', 'disk'], sorted(os.listdir(self.dest_dir)))
         self.assertEqual([], [n for n in os.listdir(self.dest_dir)
                               if n.endswith(fileutils.PART_SUFFIX)])
+
+
+class TestFetchGlance(FetchTestCase):
+
+    def test_uuid_to_raw_verified_by_multihash(self):
+        server = self.useFixture(glance.GlanceFixture(share_with=type(self)))
+        self.config(auth_type='none', endpoint_override=server.url,
+                    group='glance')
+        qcow2 = read(images.make_image('qcow2', self.work, size=SIZE))
+        compressed = COMPRESSORS['zst'](qcow2)
+        image = server.create_image(compressed, name='fetch-test',
+                                    disk_format='qcow2',
+                                    container_format='compressed')
+        fetched = image_utils.fetch_to_raw(None, image['id'], self.dest())
+        self.assertEqual('zstd', fetched.compression)
+        self.assertEqual(
+            'sha512:' + hashlib.sha512(compressed).hexdigest(),
+            fetched.checksum)
+        self.assertSameDisk(self.raw_reference(), self.dest())
+        # The stored bytes change: the multihash refuses them.
+        plain = server.create_image(qcow2, name='fetch-test-2',
+                                    disk_format='qcow2',
+                                    container_format='bare')
+        with open(server.image_path(plain['id']), 'r+b') as stored:
+            stored.seek(len(qcow2) - 100)
+            stored.write(b'corrupt')
+        self.assertRaises(exception.ImageChecksumError,
+                          image_utils.fetch_to_raw, None,
+                          'glance://' + plain['id'], self.dest('again'))
+        self.assertEqual(['disk'], os.listdir(self.dest_dir))
 
 
 class TestImageCommands(FetchTestCase):
