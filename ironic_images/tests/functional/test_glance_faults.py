@@ -26,6 +26,7 @@ import uuid
 
 import fixtures
 
+from ironic_images import api
 from ironic_images import exception
 from ironic_images import image_service
 from ironic_images.tests import base
@@ -94,6 +95,15 @@ class TestGlanceFaults(base.TestCase):
         self.assertIsNone(gets[0].header('range'))
         self.assertTrue(gets[1].header('range').startswith('bytes='))
         self.assertNotEqual('bytes=0-', gets[1].header('range'))
+
+    def test_dropped_iterator_download_resumes(self):
+        # An iterator cannot take back what it yielded: it resumes.
+        image = self.publish()
+        self.server.script(image['file'], [faults.cut(MIB), None])
+        chunks = api.API().download(None, 'glance://' + image['id'])
+        self.assertEqual(DATA, b''.join(chunks))
+        self.assertEqual(2, len(self.server.requests_for(image['file'],
+                                                         'GET')))
 
     def test_dropped_download_of_wrong_bytes_is_not_accepted(self):
         stored = bytearray(DATA)
