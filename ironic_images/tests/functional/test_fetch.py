@@ -31,6 +31,7 @@ from oslo_concurrency import processutils
 from oslo_utils import units
 import zstandard
 
+from ironic_images import api
 from ironic_images import exception
 from ironic_images import fileutils
 from ironic_images import http_client
@@ -336,6 +337,23 @@ class TestFetchGlance(FetchTestCase):
                           image_utils.fetch_to_raw, None,
                           'glance://' + plain['id'], self.dest('again'))
         self.assertEqual(['disk'], os.listdir(self.dest_dir))
+
+    def test_upload_volume_converts_and_fills_an_image(self):
+        server = self.useFixture(glance.GlanceFixture(share_with=type(self)))
+        self.config(auth_type='none', endpoint_override=server.url,
+                    group='glance')
+        volume = self.raw_reference()
+        image = api.API().create(None, {'name': 'upload-test',
+                                        'disk_format': 'raw',
+                                        'container_format': 'bare'})
+        image_utils.upload_volume(None, image['id'], {'purpose': 'test'},
+                                  volume, volume_format='qcow2')
+        shown = api.API().get(None, image['id'])
+        self.assertEqual('qcow2', shown['disk_format'])
+        self.assertEqual('active', shown['status'])
+        api.API().download(None, image['id'],
+                           dest_path=self.dest('uploaded'))
+        self.assertSameDisk(volume, self.dest('uploaded'), 'qcow2')
 
 
 class TestImageCommands(FetchTestCase):
