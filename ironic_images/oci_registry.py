@@ -66,10 +66,14 @@ def _mirrors(host):
     return hosts + [host]
 
 
+# json raises RecursionError, not ValueError, for deeply nested input.
+_BAD_JSON = (ValueError, RecursionError)
+
+
 def _json(response, image_href, what):
     try:
         return json.loads(response.content)
-    except ValueError as error:
+    except _BAD_JSON as error:
         raise exception.ImageRefValidationFailed(
             image_href=image_href,
             reason=_('the %(what)s is not valid JSON: %(error)s') % {
@@ -384,7 +388,7 @@ class OciClient:
             digest = 'sha256:' + hashlib.sha256(body).hexdigest()
         try:
             manifest = json.loads(body)
-        except ValueError as error:
+        except _BAD_JSON as error:
             raise exception.ImageRefValidationFailed(
                 image_href=image_href,
                 reason=_('the manifest is not valid JSON: %s') % error)
@@ -574,8 +578,8 @@ def _registry_error(response):
         body = next(response.iter_content(_MAX_ERROR_BODY), b'')
         error = json.loads(body)['errors'][0]
         return ': %s %s' % (error.get('code', ''), error.get('message', ''))
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError,
-            OSError, requests.RequestException):
+    except (ValueError, RecursionError, KeyError, IndexError, TypeError,
+            AttributeError, OSError, requests.RequestException):
         return ''
 
 

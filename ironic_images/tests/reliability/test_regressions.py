@@ -237,3 +237,27 @@ class TestUrllib3RequestLines(base.ReliabilityTestCase):
             io.BytesIO())
         self.assertIn('GET /disk.img?X-Amz-Signature=***', logs.output)
         self.assertNotIn('a1b2c3d4e5', logs.output)
+
+
+class TestDeeplyNestedJson(TestManifestReadDrops):
+    """Found by test_fuzz_oci: RecursionError out of json.loads.
+
+    A manifest, token answer or error body nested thousands deep made
+    json raise RecursionError (not a ValueError), which escaped.
+    """
+
+    def test_manifest(self):
+        deep = b'{"layers": [' * 5000
+        digest = 'sha256:' + hashlib.sha256(deep).hexdigest()
+        self.server.add('/v2/r/manifests/' + digest, body=deep)
+        self.assertRaises(exception.ImageRefValidationFailed,
+                          oci_registry.OciClient().get_manifest,
+                          'oci://127.0.0.1:%d/r@%s' % (
+                              self.server.port, digest))
+
+    def test_token_answer(self):
+        self.server.add('/token', body=b'[' * 50000)
+        self.server.script(self.path, [faults.Fault(status=401, headers={
+            'Www-Authenticate': 'Bearer realm="%s/token"' % self.server.url})])
+        self.assertRaises(exception.ImageRefValidationFailed,
+                          oci_registry.OciClient().get_manifest, self.href)
