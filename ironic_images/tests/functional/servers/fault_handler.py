@@ -69,6 +69,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     protocol_version = 'HTTP/1.1'
     server_version = 'FaultServer'
+    # Headers and body go out in separate writes: without TCP_NODELAY
+    # each small answer waits for the client's delayed ACK (40 ms).
+    disable_nagle_algorithm = True
     timeout = 30  # seconds an idle keep-alive connection stays open
 
     def log_message(self, fmt, *args):
