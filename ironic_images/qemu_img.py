@@ -144,6 +144,16 @@ def _reason(error):
     return text
 
 
+def _local(path):
+    """An absolute path, which qemu-img cannot take for anything else.
+
+    qemu-img reads ``json:{...}`` and ``PROTOCOL:...`` (nbd, http, ...)
+    file names as instructions to open something else; a path that starts
+    with ``/`` is always a plain local file.
+    """
+    return os.path.abspath(path)
+
+
 def _execute(*args, cpu_time=True):
     """Run qemu-img with the caps, in the C locale so errors are stable."""
     # glibc gives threads their own malloc arenas, each reserving 64 MiB of
@@ -218,7 +228,7 @@ def qemu_img_info(path, format, image_href=None):
     qemu_format = fixup_disk_format(format)
     try:
         out, _err = _execute('info', '-f', qemu_format, '--output=json',
-                             '--force-share', path)
+                             '--force-share', _local(path))
     except (processutils.ProcessExecutionError, OSError) as e:
         raise exception.ImageUnacceptable(
             image_href=image_href,
@@ -273,7 +283,7 @@ def _convert_command(source, part, src_format, out_format, out_subformat):
     # flushes) is used and we fsync at the end.
     if _supports_direct_io(os.path.dirname(part)):
         cmd += ['-t', 'none']
-    return cmd + [source, part]
+    return cmd + [_local(source), part]
 
 
 def _is_transient(error):
@@ -454,7 +464,7 @@ def resize_image(source, size, file_format, image_href=None):
     qemu_format = fixup_disk_format(file_format)
     qemu_img_info(source, qemu_format, image_href=image_href)
     try:
-        _execute('resize', '-f', qemu_format, source, str(size))
+        _execute('resize', '-f', qemu_format, _local(source), str(size))
     except (processutils.ProcessExecutionError, OSError) as e:
         raise exception.ImageConvertFailed(
             image_href=image_href,

@@ -108,6 +108,14 @@ class InfoTestCase(QemuImgTestCase):
         self.assertEqual('3', kwargs['env_variables']['MALLOC_ARENA_MAX'])
         self.assertEqual(os.environ['PATH'], kwargs['env_variables']['PATH'])
 
+    def test_relative_path_made_absolute(self):
+        # qemu-img would parse "json:{...}" or "nbd:..." as what to open.
+        self.execute.return_value = (info_json(), '')
+        name = 'json:{"driver": "file", "filename": "/etc/shadow"}'
+        qemu_img.qemu_img_info(name, 'qcow2')
+        self.assertEqual(os.path.join(os.getcwd(), name),
+                         self.execute.call_args[0][-1])
+
     def test_glance_name_translated(self):
         self.execute.return_value = (info_json('vpc'), '')
         qemu_img.qemu_img_info('/img', 'vhd')
