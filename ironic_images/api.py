@@ -30,6 +30,7 @@ import io
 import os
 import queue
 import threading
+import weakref
 
 from oslo_log import log as logging
 
@@ -243,6 +244,46 @@ class _QueueWriter:
 _DONE = object()
 
 
+class _Producer:
+    """The download thread's side of an iterator download.
+
+    Kept apart from :class:`_DownloadIterator` so that the thread holds no
+    reference to the iterator: a consumer that drops the iterator gets it
+    collected, which stops this producer.
+    """
+
+    def __init__(self, download):
+        self.chunks = queue.Queue(maxsize=_ITERATOR_DEPTH)
+        self.stopped = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(download,),
+                                       name='image-download', daemon=True)
+
+    def _run(self, download):
+        try:
+            download(_QueueWriter(self.chunks, self.stopped))
+        except BaseException as error:
+            # The pipeline reports a consumer that went (_Consumed) as a
+            # failed download: nobody reads that error.
+            self.error = error
+        while not self.stopped.is_set():
+            try:
+                self.chunks.put(_DONE, timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def stop(self):
+        """Make the download fail at its next write; wait for the thread.
+
+        Once this returns, the driver has closed its connection and file.
+        """
+        self.stopped.set()
+        if (self.thread.ident is not None
+                and self.thread is not threading.current_thread()):
+            self.thread.join()
+
+
 class _DownloadIterator:
     """Run ``download(file_object)`` in a thread; iterate what it writes.
 
@@ -251,35 +292,22 @@ class _DownloadIterator:
     :meth:`API.download` itself. The driver verifies when its download
     returns: its error is raised after the last chunk, instead of
     ``StopIteration``. Closing the iterator, or dropping it, stops the
-    download.
+    download and waits for its thread.
     """
 
     def __init__(self, download, image_href):
         self._href = image_href
-        self._chunks = queue.Queue(maxsize=_ITERATOR_DEPTH)
-        self._stopped = threading.Event()
-        self._error = None
+        self._producer = _Producer(download)
+        self._thread = self._producer.thread
         self._finished = False
-        self._thread = threading.Thread(target=self._run, args=(download,),
-                                        name='image-download', daemon=True)
+        # Runs when the iterator is closed or collected; not at exit,
+        # which must not wait for a download (its thread is a daemon).
+        self._stop = weakref.finalize(self, self._producer.stop)
+        self._stop.atexit = False
         self._thread.start()
-        self._first = self._chunks.get()
+        self._first = self._producer.chunks.get()
         if self._first is _DONE:
             self._finish()
-
-    def _run(self, download):
-        try:
-            download(_QueueWriter(self._chunks, self._stopped))
-        except _Consumed:
-            return
-        except BaseException as error:
-            self._error = error
-        while not self._stopped.is_set():
-            try:
-                self._chunks.put(_DONE, timeout=_POLL_SECONDS)
-                return
-            except queue.Full:
-                continue
 
     def __iter__(self):
         return self
@@ -289,7 +317,7 @@ class _DownloadIterator:
             raise StopIteration
         chunk, self._first = self._first, None
         if chunk is None:
-            chunk = self._chunks.get()
+            chunk = self._producer.chunks.get()
         if chunk is _DONE:
             self._finish()
             raise StopIteration
@@ -298,8 +326,8 @@ class _DownloadIterator:
     def _finish(self):
         self._finished = True
         self._thread.join()
-        self._stopped.set()
-        error = self._error
+        self._stop()
+        error = self._producer.error
         if error is None:
             return
         if isinstance(error, exception.IronicImagesException):
@@ -309,9 +337,6 @@ class _DownloadIterator:
             reason='%s: %s' % (type(error).__name__, error))
 
     def close(self):
-        """Stop the download; the iterator then ends."""
+        """Stop the download and wait for it; the iterator then ends."""
         self._finished = True
-        self._stopped.set()
-
-    def __del__(self):
-        self._stopped.set()
+        self._stop()

@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import gc
 import hashlib
 import io
 import os
@@ -219,6 +220,31 @@ class TestDownload(ApiTestCase):
         self.assertEqual([], list(iterator))
         iterator._thread.join(timeout=60)
         self.assertFalse(iterator._thread.is_alive())
+
+    def serve_large_glance(self):
+        # More chunks than the iterator keeps ahead of its consumer, so the
+        # producer is still blocked on the queue when the consumer goes.
+        data = os.urandom(4 * api._ITERATOR_DEPTH * CHUNK)
+        self.serve_glance(data=data, size=len(data),
+                          os_hash_value=hashlib.sha512(data).hexdigest())
+
+    def test_iterator_dropped_stops_the_download(self):
+        self.serve_large_glance()
+        iterator = self.api.download(None, ID)
+        self.assertEqual(CHUNK, len(next(iterator)))
+        thread = iterator._thread
+        del iterator
+        gc.collect()
+        thread.join(timeout=60)
+        self.assertFalse(thread.is_alive())
+
+    def test_iterator_close_waits_for_the_download_to_stop(self):
+        self.serve_large_glance()
+        iterator = self.api.download(None, ID)
+        next(iterator)
+        iterator.close()
+        self.assertFalse(iterator._thread.is_alive())
+        self.assertEqual([], list(iterator))
 
     def test_queue_writer_refuses_once_stopped(self):
         stopped = threading.Event()
