@@ -281,7 +281,11 @@ class GlanceClient:
         all_headers.update(headers or {})
 
         def _send():
+            # Never redirect=True: keystoneauth would follow a redirect to
+            # any host with the X-Auth-Token. Glance's API never redirects;
+            # a 3xx is an error (raise_for_status).
             response = self.adapter.request(url, method, raise_exc=False,
+                                            redirect=False,
                                             headers=all_headers, **kwargs)
             if response.status_code in RETRY_STATUSES:
                 response.close()
@@ -352,7 +356,8 @@ class GlanceClient:
         :param path: a path from the root of the endpoint.
         :param image_href: the image, for messages.
         :param headers: extra headers (``Range``, ``If-Range``).
-        :returns: the streaming response.
+        :returns: the streaming response; a redirect is not followed
+            (see :meth:`request`).
         :raises: requests.ConnectionError when no connection can be made.
         """
         all_headers = {'Accept-Encoding': 'identity'}
@@ -360,7 +365,8 @@ class GlanceClient:
         try:
             return self.adapter.request(
                 self._url(path, image_href), 'GET', raise_exc=False,
-                stream=True, headers=all_headers, **self._auth(image_href))
+                redirect=False, stream=True, headers=all_headers,
+                **self._auth(image_href))
         except ks_exc.ConnectionError as error:
             # keystoneauth wraps requests' errors in its own; give back the
             # kind the resuming source knows as a dropped connection.

@@ -359,6 +359,24 @@ class TestSecrets(GlanceClientTestCase):
         for text in (logger.output, str(error), str(error2)):
             self.assertNotIn(USER_TOKEN, text)
 
+    def test_redirect_is_not_followed(self):
+        # keystoneauth would follow it with the user's X-Auth-Token.
+        away = 'http://elsewhere.test/image'
+        self.mocker.get(away, text='stolen')
+        self.mocker.get(URL + '/file', status_code=302,
+                        headers={'Location': away})
+        context = oslo_context.RequestContext(auth_token=USER_TOKEN)
+        error = self.assertRaises(
+            exception.ImageDownloadFailed, self.client(context).request,
+            'GET', PATH + '/file', ID,
+            error_class=exception.ImageDownloadFailed)
+        self.assertIn('HTTP 302', str(error))
+        response = self.client(context).reopen(PATH + '/file', ID,
+                                               {'Range': 'bytes=5-'})
+        self.assertEqual(302, response.status_code)
+        self.assertEqual([URL + '/file'] * 2,
+                         [r.url for r in self.mocker.request_history])
+
 
 class TestReopen(GlanceClientTestCase):
 
