@@ -139,7 +139,7 @@ def fetch(context, image_href, path, checksum=None, checksum_algo=None,
     with _fetched_part(context, image_href, path, checksum, checksum_algo,
                        expected_format, image_auth_data, progress,
                        cpu_arch) as fetched:
-        fileutils.commit(fetched.path, path)
+        _commit(fetched.path, path, image_href)
         fetched.path = path
     return fetched
 
@@ -163,7 +163,7 @@ def fetch_to_raw(context, image_href, path, checksum=None,
                        expected_format, image_auth_data, progress,
                        cpu_arch) as fetched:
         if fetched.format in RAW_FORMATS:
-            fileutils.commit(fetched.path, path)
+            _commit(fetched.path, path, image_href)
         else:
             _convert_fetched(fetched, path, 'raw', image_href)
             fetched.format = 'raw'
@@ -239,9 +239,25 @@ def fetch_unchecked(context, image_href, path, checksum=None,
     with _unchecked_part(context, image_href, path, checksum, checksum_algo,
                          image_auth_data, progress, cpu_arch) as (fetched,
                                                                   detected):
-        fileutils.commit(fetched.path, path)
+        _commit(fetched.path, path, image_href)
         fetched.path = path
     return fetched, detected
+
+
+def _commit(part, dest, image_href):
+    """Rename a fetched temp file to its destination, or raise ours."""
+    try:
+        fileutils.commit(part, dest)
+    except OSError as error:
+        raise _write_error(dest, error, image_href)
+
+
+def _write_error(dest, error, image_href):
+    return exception.ImageDownloadFailed(
+        image_href=image_href,
+        reason=_('cannot write %(path)s: %(error)s') % {
+            'path': dest, 'error': os.strerror(error.errno) if error.errno
+            else error})
 
 
 def _new_part(path, image_href):
@@ -308,7 +324,7 @@ def fetch_verify_image(context, image_href, dest, size=None, **kwargs):
         if size is not None and fetched.virtual_size:
             inspection.check_virtual_size(fetched.virtual_size, size,
                                           image_href)
-        fileutils.commit(fetched.path, dest)
+        _commit(fetched.path, dest, image_href)
         fetched.path = dest
     return fetched
 
@@ -356,11 +372,14 @@ def _to_format(fetched, dest, volume_format, volume_subformat, size,
     if same and not volume_subformat:
         if keep_source:
             check_available_space(dest, fetched.size, image_href)
-            with fileutils.atomic_write(dest) as out, \
-                    open(fetched.path, 'rb') as source:
-                shutil.copyfileobj(source, out, CONF.download.chunk_size)
+            try:
+                with fileutils.atomic_write(dest) as out, \
+                        open(fetched.path, 'rb') as source:
+                    shutil.copyfileobj(source, out, CONF.download.chunk_size)
+            except OSError as error:
+                raise _write_error(dest, error, image_href)
         else:
-            fileutils.commit(fetched.path, dest)
+            _commit(fetched.path, dest, image_href)
     else:
         _convert_fetched(fetched, dest, volume_format, image_href,
                          out_subformat=volume_subformat)

@@ -113,6 +113,35 @@ class TestFetch(base.TestCase):
         self.assertRaises(TypeError, image_utils.fetch_verify_image, None,
                           'fake://raw', self.dest, colour='blue')
 
+    def test_destination_that_cannot_be_replaced(self):
+        # The rename fails (a directory is in the way): ours, not OSError.
+        os.mkdir(self.dest)
+        for fetch in (image_utils.fetch, image_utils.fetch_to_raw,
+                      image_utils.fetch_verify_image,
+                      lambda *args: image_utils.fetch_unchecked(*args)[0]):
+            error = self.assertRaises(exception.ImageDownloadFailed, fetch,
+                                      None, 'fake://raw', self.dest)
+            self.assertIn(self.dest, str(error))
+            self.assertEqual(['image'], os.listdir(self.dest_dir))
+            self.assertEqual([], os.listdir(self.dest))
+        self.config(tempdir=self.images_dir)
+        with temporary.TemporaryImages.fetch(None, None, 'fake://raw'):
+            # The copy of an image fetched for the block.
+            self.assertRaises(exception.ImageDownloadFailed,
+                              image_utils.fetch_to_volume_format, None,
+                              'fake://raw', self.dest, 'raw')
+        self.assertEqual(['image'], os.listdir(self.dest_dir))
+
+    def test_interrupted_download_leaves_nothing(self):
+        def interrupted(*args, **kwargs):
+            FakeService.download(self.service, *args, **kwargs)
+            raise KeyboardInterrupt()
+
+        self.service.download = interrupted
+        self.assertRaises(KeyboardInterrupt, image_utils.fetch, None,
+                          'fake://raw', self.dest)
+        self.assertEqual([], os.listdir(self.dest_dir))
+
     def test_virtual_size_over_the_volume(self):
         self.assertRaises(exception.ImageUnacceptable,
                           image_utils.fetch_verify_image, None,
