@@ -180,7 +180,7 @@ def raise_for_status(response, image_href, error_class):
         raise exception.ImageNotFound(image_href=image_href, reason=reason)
     if status in INVALID_STATUSES:
         raise exception.ImageRefValidationFailed(
-            image_href=image_href,
+            image_href=image_href, code=status,
             reason=_('Glance refused the request as invalid (%s)') % reason)
     raise error_class(image_href=image_href, reason=reason)
 

@@ -198,14 +198,28 @@ class GlanceImageService(base.BaseImageService):
             bytes, streamed to ``PUT /v2/images/ID/file``. When the upload
             fails the new image is deleted.
         :returns: the new image, as :meth:`get_image` returns it.
-        :raises: ImageRefValidationFailed for an invalid request,
-            ImageNotAuthorized, TemporaryFailure.
+        :raises: ImageRefValidationFailed for an invalid request (an ``id``
+            that is taken among them), ImageNotAuthorized,
+            TemporaryFailure.
         """
         client = self._client(context)
         body = {key: value for key, value
                 in glance_metadata.image_body(image_info).items()
                 if value is not None}
-        image = client.json('POST', '/v2/images', 'glance://', json=body)
+        # The POST is retried: were its answer lost after Glance made the
+        # image, a retry without an id would make a second one. With the
+        # id chosen here the retry is answered 409, and the image is ours.
+        chosen = 'id' not in body
+        if chosen:
+            body['id'] = uuidutils.generate_uuid()
+        try:
+            image = client.json('POST', '/v2/images', 'glance://',
+                                json=body)
+        except exception.ImageRefValidationFailed as error:
+            if not (chosen and error.code == 409):
+                raise
+            image = client.json('GET', '/v2/images/%s' % body['id'],
+                                body['id'])
         if data is not None:
             try:
                 image = self._upload(client, image['id'], data)

@@ -15,9 +15,11 @@ import hashlib
 import io
 import json
 import os
+import re
 
 import fixtures
 from oslo_context import context as oslo_context
+from oslo_utils import uuidutils
 import requests
 import requests_mock.contrib.fixture
 
@@ -463,9 +465,37 @@ class TestCreateUpdateDelete(GlanceServiceTestCase):
                            'disk_format': 'raw'}})
         self.assertEqual('queued', info['status'])
         self.assertEqual(1, self.mocker.call_count)
+        body = self.mocker.last_request.json()
+        self.assertTrue(uuidutils.is_uuid_like(body.pop('id')))
         self.assertEqual({'name': 'disk', 'disk_format': 'qcow2',
                           'min_disk': 2, 'hw_arch': 'x86', 'cores': '4'},
-                         self.mocker.last_request.json())
+                         body)
+
+    def test_create_retried_after_a_lost_answer_makes_one_image(self):
+        # Glance made the image, but its answer was lost: the retry must
+        # find that image, not make a second one.
+        self.mocker.post(ENDPOINT + '/v2/images', [
+            {'exc': requests.exceptions.ConnectionError('aborted')},
+            {'status_code': 409, 'text': 'Image with identifier exists'}])
+        self.mocker.get(
+            re.compile(ENDPOINT + '/v2/images/[^/]+$'),
+            json=lambda request, context: image(
+                id=request.path.rsplit('/', 1)[-1], status='queued'))
+        info = self.service.create(None, {'name': 'disk'})
+        posts = [r.json() for r in self.mocker.request_history
+                 if r.method == 'POST']
+        self.assertEqual(2, len(posts))
+        self.assertEqual(posts[0], posts[1])
+        self.assertEqual(posts[0]['id'], info['id'])
+
+    def test_create_with_a_taken_id_is_refused(self):
+        self.mocker.post(ENDPOINT + '/v2/images', status_code=409,
+                         text='Image with identifier exists')
+        error = self.assertRaises(exception.ImageRefValidationFailed,
+                                  self.service.create, None,
+                                  {'id': ID, 'name': 'disk'})
+        self.assertIn('409', str(error))
+        self.assertEqual(1, self.mocker.call_count)
 
     def test_create_with_data(self):
         self.mocker.post(ENDPOINT + '/v2/images', status_code=201,
