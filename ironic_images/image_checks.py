@@ -207,7 +207,14 @@ def check_image(detected, image_href, expected_format=None):
     return fmt
 
 
-def _qemu_name(fmt):
+def qemu_name(fmt):
+    """The name qemu-img knows a format by.
+
+    qemu-img has no ``gpt`` or ``iso`` driver: both are raw to it.
+
+    :param fmt: a detected (inspector) or declared (Glance) format name.
+    :returns: the qemu-img format name (``raw``, ``qcow2``, ``vpc``...).
+    """
     fmt = _declared(fmt)
     return _QEMU_NAMES.get(fmt, fmt)
 
@@ -238,7 +245,7 @@ def _check_qemu_view(data, src_format, image_href):
         _refuse(exception.ImageUnacceptable, image_href, 'format',
                 _('qemu-img found no format'))
     if (src_format and CONF.image_format.require_format_match
-            and data.file_format != _qemu_name(src_format)):
+            and data.file_format != qemu_name(src_format)):
         _refuse(exception.ImageUnacceptable, image_href, 'format_match',
                 _('qemu-img reports %(found)s, declared as %(expected)s') %
                 {'found': data.file_format, 'expected': src_format})
@@ -280,7 +287,7 @@ def check_image_format(source, src_format=None, image_id=None, data=None):
 
         detected = inspection.inspect_file(source, image_href)
         fmt = check_image(detected, image_href, src_format)
-        data = qemu_img.qemu_img_info(source, _qemu_name(fmt), image_href)
+        data = qemu_img.qemu_img_info(source, qemu_name(fmt), image_href)
     _check_qemu_view(data, src_format, image_href)
     return data
 

@@ -32,6 +32,7 @@ from ironic_images._i18n import _
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images import fileutils
+from ironic_images import image_checks
 from ironic_images import image_service
 from ironic_images import image_sink
 from ironic_images import inspection
@@ -173,9 +174,10 @@ def fetch_to_raw(context, image_href, path, checksum=None,
 
 def _convert_fetched(fetched, dest, out_format, image_href,
                      out_subformat=None):
-    info = qemu_img.qemu_img_info(fetched.path, fetched.format, image_href)
+    src_format = image_checks.qemu_name(fetched.format)
+    info = qemu_img.qemu_img_info(fetched.path, src_format, image_href)
     check_available_space(dest, info.virtual_size, image_href)
-    qemu_img.convert_image(fetched.path, dest, out_format, fetched.format,
+    qemu_img.convert_image(fetched.path, dest, out_format, src_format,
                            out_subformat=out_subformat,
                            image_href=image_href, source_info=info)
     fetched.virtual_size = info.virtual_size

@@ -20,6 +20,7 @@ from ironic_images.cmd import commands
 from ironic_images.cmd import progress
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images import image_checks
 from ironic_images import image_utils
 from ironic_images import inspection
 
@@ -150,7 +151,8 @@ def convert():
     detected = inspection.inspect_file(args.source, args.source)
     src_format = inspection.check_image(detected, args.source, args.format)
     image_utils.convert_image(args.source, args.dest, args.out_format,
-                              src_format, out_subformat=args.subformat,
+                              image_checks.qemu_name(src_format),
+                              out_subformat=args.subformat,
                               image_href=args.source)
     sys.stderr.write('Wrote %s (%s from %s)\n'
                      % (args.dest, args.out_format, src_format))

@@ -280,6 +280,16 @@ class TestFetchFile(FetchTestCase):
         self.assertIsNone(image_utils.TemporaryImages.for_image_service(
             None).get(None, href))
 
+    def test_raw_like_formats_to_other_volume_formats(self):
+        # qemu-img knows a GPT disk or an ISO only as raw.
+        for kind in ('gpt', 'iso'):
+            source = os.path.join(self.root, self.image(kind))
+            dest = self.dest(kind + '.qcow2')
+            fetched = image_utils.fetch_to_volume_format(
+                None, 'file://' + source, dest, 'qcow2')
+            self.assertEqual('qcow2', fetched.format)
+            self.assertSameDisk(source, dest, 'qcow2')
+
 
 class TestFetchOci(FetchTestCase):
 
@@ -416,3 +426,10 @@ class TestImageCommands(FetchTestCase):
         self.assertEqual(1, result.returncode)
         self.assertIn('data_file', result.stderr)
         self.assertEqual(['out.vmdk'], os.listdir(self.dest_dir))
+
+    def test_convert_a_gpt_disk(self):
+        source = os.path.join(self.root, self.image('gpt'))
+        result = self.run_cli('convert', source, self.dest('gpt.qcow2'),
+                              '-O', 'qcow2')
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertSameDisk(source, self.dest('gpt.qcow2'), 'qcow2')
