@@ -107,11 +107,12 @@ class GlanceImageService(base.BaseImageService):
             return self._glance
         return glance_client.GlanceClient(self.client, context)
 
-    def _image(self, image_href, context=None, error_class=None):
+    def _image(self, image_href, context=None,
+               error_class=exception.ImageRefValidationFailed):
         image_id = parse_image_id(image_href)
-        kwargs = {'error_class': error_class} if error_class else {}
-        return self._client(context).json(
-            'GET', '/v2/images/%s' % image_id, image_href, **kwargs)
+        return _as_image(self._client(context).json(
+            'GET', '/v2/images/%s' % image_id, image_href,
+            error_class=error_class), image_href, error_class)
 
     def validate_href(self, image_href):
         """Check that an image exists and is active; same as :meth:`show`.
@@ -183,7 +184,8 @@ class GlanceImageService(base.BaseImageService):
             for image in body['images']:
                 if limit is not None and len(images) >= int(limit):
                     return images
-                images.append(glance_metadata.translate(image))
+                images.append(glance_metadata.translate(
+                    _as_image(image, 'glance://')))
             path = body.get('next')
         return images
 
@@ -220,6 +222,7 @@ class GlanceImageService(base.BaseImageService):
                 raise
             image = client.json('GET', '/v2/images/%s' % body['id'],
                                 body['id'])
+        image = _as_image(image, 'glance://')
         if data is not None:
             try:
                 image = self._upload(client, image['id'], data)
@@ -259,9 +262,10 @@ class GlanceImageService(base.BaseImageService):
         image = self._image(uuid_, context)
         patch = glance_metadata.build_patch(image, image_info, purge_props)
         if patch:
-            image = client.json(
+            image = _as_image(client.json(
                 'PATCH', '/v2/images/%s' % uuid_, image_id, json=patch,
-                headers={'Content-Type': glance_client.JSON_PATCH})
+                headers={'Content-Type': glance_client.JSON_PATCH}),
+                image_id)
         if data is not None:
             image = self._upload(client, uuid_, data, image_id)
         return glance_metadata.translate(image)
@@ -285,7 +289,8 @@ class GlanceImageService(base.BaseImageService):
         client.request('PUT', '/v2/images/%s/file' % image_id, image_href,
                        retries=0, data=data,
                        headers={'Content-Type': 'application/octet-stream'})
-        return client.json('GET', '/v2/images/%s' % image_id, image_href)
+        return _as_image(client.json('GET', '/v2/images/%s' % image_id,
+                                     image_href), image_href)
 
     def download(self, image_href, image_file, checksum=None,
                  checksum_algo=None, progress=None):
@@ -398,6 +403,17 @@ class GlanceImageService(base.BaseImageService):
                      image_href)
             return True
         return False
+
+
+def _as_image(body, image_href,
+              error_class=exception.ImageRefValidationFailed):
+    """Glance's answer, checked to be an image (a dict with an id)."""
+    if not (isinstance(body, dict) and isinstance(body.get('id'), str)):
+        raise error_class(
+            image_href=image_href,
+            reason=_('Glance answered with a %s that is not an image')
+            % type(body).__name__)
+    return body
 
 
 def _require_active(image, image_href):

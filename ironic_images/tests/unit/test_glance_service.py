@@ -155,6 +155,23 @@ class TestShow(GlanceServiceTestCase):
         self.mocker.get(IMAGE_URL, status_code=404)
         self.assertRaises(exception.ImageNotFound, self.service.show, ID)
 
+    def test_answer_that_is_not_an_image(self):
+        # A proxy's empty 200, a list, an image without its id: ours, not
+        # AttributeError, TypeError or KeyError.
+        for body in ('', '[]', '"image"', '{"status": "active"}'):
+            self.mocker.get(IMAGE_URL, text=body)
+            self.mocker.post(ENDPOINT + '/v2/images', text=body)
+            self.mocker.get(ENDPOINT + '/v2/images',
+                            text='{"images": [%s]}' % (body or 'null'))
+            for call in (self.service.show, self.service.get_image,
+                         lambda href: self.service.create(None, {}),
+                         lambda href: self.service.detail()):
+                error = self.assertRaises(exception.ImageRefValidationFailed,
+                                          call, ID)
+                self.assertIn('not an image', str(error))
+            self.assertRaises(exception.ImageDownloadFailed,
+                              self.service.download, ID, io.BytesIO())
+
     def test_invalid_href_makes_no_request(self):
         self.assertRaises(exception.ImageRefValidationFailed,
                           self.service.show, 'glance://nope')
