@@ -51,7 +51,10 @@ def mask_href(image_href):
     try:
         parts = urllib.parse.urlsplit(text)
     except ValueError:
-        return strutils.mask_password(text)
+        # Not a URL urllib.parse can split ("http://u:p@[::1/x"): its
+        # userinfo and query are found by pattern instead.
+        return _mask_query(strutils.mask_password(
+            _USERINFO.sub(r'\1' + MASK + '@', text)))
     if not parts.scheme or not (parts.netloc or parts.path):
         return strutils.mask_password(text)
     netloc = parts.netloc
@@ -115,6 +118,8 @@ def install_log_filters(names=THIRD_PARTY_LOGGERS):
             logger.addFilter(MaskingFilter())
 
 
+# The password of a scheme://user:password@ userinfo.
+_USERINFO = re.compile(r'(://[^/?#@:\s]*:)[^/?#\s]*@')
 # A URL, without the punctuation that commonly follows one in a sentence.
 _URL = re.compile(r'([a-zA-Z][a-zA-Z0-9+.-]*://'
                   r'[^\s\'"<>]*[^\s\'"<>.,;:!?)\]}])')

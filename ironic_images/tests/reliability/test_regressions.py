@@ -31,6 +31,7 @@ from ironic_images import http_client
 from ironic_images.image_service import file as file_service
 from ironic_images.image_service import http
 from ironic_images.image_service import oci as oci_service
+from ironic_images import masking
 from ironic_images import oci_reference
 from ironic_images import oci_registry
 from ironic_images.tests.functional.servers import faults
@@ -261,3 +262,24 @@ class TestDeeplyNestedJson(TestManifestReadDrops):
             'Www-Authenticate': 'Bearer realm="%s/token"' % self.server.url})])
         self.assertRaises(exception.ImageRefValidationFailed,
                           oci_registry.OciClient().get_manifest, self.href)
+
+
+class TestUnsplittableUrlWithPassword(base.ReliabilityTestCase):
+    """Found by test_secret_hygiene: a password in an exception message.
+
+    mask_href fell back to oslo's mask_password when urlsplit could not
+    split the href ("http://user:pass@[::1:80/x"), which does not know
+    userinfo: validate_href's error message carried the password.
+    """
+
+    def test_masked(self):
+        for value in ('http://user:pa55-word@[::1:80/x?token=tok3n',
+                      'https://user:pa55-word@[x/disk.img',
+                      'oci://user:pa55-word@[]/x'):
+            for text in (masking.mask_href(value), masking.mask_text(
+                    'see %s now' % value), str(
+                        exception.ImageRefValidationFailed(
+                            image_href=value, reason='x'))):
+                self.assertNotIn('pa55-word', text)
+                self.assertNotIn('tok3n', text)
+                self.assertIn('user:***@', text)
