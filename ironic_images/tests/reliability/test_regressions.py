@@ -158,13 +158,8 @@ class TestMalformedHrefs(base.ReliabilityTestCase):
                 'http://[x/disk.img')))
 
 
-class TestManifestReadDrops(base.ReliabilityTestCase):
-    """Found by OCI fault injection: urllib3 errors escaped get_manifest.
-
-    A connection cut, stalled or short while the manifest body was read
-    raised urllib3's ProtocolError or ReadTimeoutError; now the read is
-    retried, then fails with ImageDownloadFailed.
-    """
+class _FakeRegistryTestCase(base.ReliabilityTestCase):
+    """A FaultServer serving one manifest, by digest, as a registry."""
 
     def setUp(self):
         super().setUp()
@@ -177,6 +172,15 @@ class TestManifestReadDrops(base.ReliabilityTestCase):
         self.path = '/v2/r/manifests/' + digest
         self.server.add(self.path, body=self.body)
         self.href = 'oci://127.0.0.1:%d/r@%s' % (self.server.port, digest)
+
+
+class TestManifestReadDrops(_FakeRegistryTestCase):
+    """Found by OCI fault injection: urllib3 errors escaped get_manifest.
+
+    A connection cut, stalled or short while the manifest body was read
+    raised urllib3's ProtocolError or ReadTimeoutError; now the read is
+    retried, then fails with ImageDownloadFailed.
+    """
 
     def test_retried(self):
         for fault in (faults.cut(100), faults.cut(100, reset=True),
@@ -192,7 +196,7 @@ class TestManifestReadDrops(base.ReliabilityTestCase):
                           oci_registry.OciClient().get_manifest, self.href)
 
 
-class TestRegistryMalformedLinks(TestManifestReadDrops):
+class TestRegistryMalformedLinks(_FakeRegistryTestCase):
     """Found by the OCI fuzzing: a registry's malformed Location or Link.
 
     requests raised ValueError for a blob redirect to "http://[x/" (fixed
@@ -240,7 +244,7 @@ class TestUrllib3RequestLines(base.ReliabilityTestCase):
         self.assertNotIn('a1b2c3d4e5', logs.output)
 
 
-class TestDeeplyNestedJson(TestManifestReadDrops):
+class TestDeeplyNestedJson(_FakeRegistryTestCase):
     """Found by test_fuzz_oci: RecursionError out of json.loads.
 
     A manifest, token answer or error body nested thousands deep made
