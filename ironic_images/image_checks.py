@@ -305,11 +305,12 @@ def check_virtual_size(virtual_size, volume_size, image_id):
     :raises: ImageUnacceptable when the size is unknown or too large.
     """
     try:
-        size_gib = int(math.ceil(float(virtual_size) / units.Gi))
+        size = float(virtual_size)
+        size_gib = int(math.ceil(size / units.Gi))
     except (TypeError, ValueError, OverflowError):
         _refuse(exception.ImageUnacceptable, image_id, 'virtual_size',
                 _('the virtual size %r is not known') % (virtual_size,))
-    if virtual_size < 0:
+    if size < 0:
         _refuse(exception.ImageUnacceptable, image_id, 'virtual_size',
                 _('the virtual size %r is negative') % (virtual_size,))
     if volume_size is not None and size_gib > volume_size:

@@ -757,8 +757,12 @@ class CinderHelpersTest(base.TestCase):
         self.assertEqual(0, inspection.check_virtual_size(0, 0, 'id'))
         self.assertEqual(5, inspection.check_virtual_size(5 * units.Gi, None,
                                                           'id'))
+        # A size read from JSON or a config may be a string.
+        self.assertEqual(1, inspection.check_virtual_size(str(units.Gi), 1,
+                                                          'id'))
         for size, volume in ((units.Gi + 1, 1), (None, 1), ('x', 1),
-                             (float('nan'), 1), (float('inf'), 1), (-1, 1)):
+                             (float('nan'), 1), (float('inf'), 1), (-1, 1),
+                             ('-1', 1)):
             e = self.assertRaises(exception.ImageUnacceptable,
                                   inspection.check_virtual_size, size,
                                   volume, HREF)
