@@ -130,9 +130,24 @@ class TestKilledCommands(base.ReliabilityTestCase):
         self.server = self.useFixture(nginx.NginxFixture(root,
                                                          limit_rate='16m'))
         self.env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
+        self.master_dir = os.path.join(self.tmp, 'master')
+        self.config_file = os.path.join(self.tmp, 'ironic-images.conf')
+        with open(self.config_file, 'w') as f:
+            f.write('[image_cache]\nmaster_path = %s\n' % self.master_dir)
+
+    def leftovers(self):
+        """Temp files in the destination and master-image directories."""
+        found = []
+        for directory in (self.dest_dir, self.master_dir):
+            if os.path.isdir(directory):
+                found.extend(os.path.join(directory, name)
+                             for name in os.listdir(directory)
+                             if name.endswith(fileutils.PART_SUFFIX))
+        return sorted(found)
 
     def command(self, *args):
-        return [sys.executable, '-m', 'ironic_images.cmd.main'] + list(args)
+        return [sys.executable, '-m', 'ironic_images.cmd.main',
+                '--config-file', self.config_file] + list(args)
 
     def run_to_end(self, argv):
         result = subprocess.run(argv, env=self.env, capture_output=True,
@@ -145,7 +160,7 @@ class TestKilledCommands(base.ReliabilityTestCase):
                and process.poll() is None):
             time.sleep(0.002)
 
-    def kill_at_random(self, argv, dest, valid_sha256, title):
+    def kill_at_random(self, argv, dest, valid_sha256, title, reset=None):
         """Kill ``argv`` KILLS times at random moments, then run it whole.
 
         Each run is the "next run" of the killed one before it: when it
@@ -161,6 +176,8 @@ class TestKilledCommands(base.ReliabilityTestCase):
         # From start-up to the temp file, and from there to the end.
         starting, writing = written - started, time.monotonic() - written
         os.unlink(dest)
+        if reset:
+            reset()
         landed = collections.Counter()
         orphans = 0
         dead = set()
@@ -192,6 +209,8 @@ class TestKilledCommands(base.ReliabilityTestCase):
                 # Only a finished, renamed, verified file may be there.
                 self.assertEqual(valid_sha256, sha256_file(dest), where)
                 os.unlink(dest)
+            if reset:
+                reset()
         self.run_to_end(argv)
         self.assertEqual(valid_sha256, sha256_file(dest), title)
         self.assertEqual([], self.leftovers(), title)
@@ -217,6 +236,23 @@ class TestKilledCommands(base.ReliabilityTestCase):
             self.command('fetch', self.server.url_for('disk.raw'), dest,
                          '--checksum', 'sha256:' + self.sums['disk.raw']),
             dest, self.sums['disk.raw'], 'fetch')
+
+    def test_cache_fetch(self):
+        """The cache's next start removes what a killed fetch left."""
+        dest = os.path.join(self.dest_dir, 'disk.img')
+        self.kill_at_random(
+            self.command('cache', 'fetch', self.server.url_for('disk.raw'),
+                         dest, '--checksum',
+                         'sha256:' + self.sums['disk.raw']),
+            dest, self.sums['disk.raw'], 'cache fetch',
+            reset=self.forget_masters)
+
+    def forget_masters(self):
+        """Remove the finished masters, so that the next run downloads."""
+        for name in os.listdir(self.master_dir):
+            path = os.path.join(self.master_dir, name)
+            if os.path.isfile(path) and not name.startswith('.'):
+                os.unlink(path)
 
     def test_fetch_and_convert(self):
         dest = os.path.join(self.dest_dir, 'disk.img')
