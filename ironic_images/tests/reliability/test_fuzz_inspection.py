@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from oslo_utils import units
 
 from ironic_images import exception
+from ironic_images import image_fetch
 from ironic_images import inspection
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional.servers import base as servers_base
@@ -166,3 +167,39 @@ class TestInspectionFuzz(base.ReliabilityTestCase):
 
     def test_huge_vmdk_descriptor(self):
         self.check(self.seeds['vmdk-huge-descriptor'], [65536])
+
+
+HOSTILE_KINDS = ['qcow2-backing-file', 'qcow2-data-file',
+                 'vmdk-monolithic-flat', 'vmdk-flat-host-file',
+                 'vmdk-huge-descriptor', 'qed', 'iso-qcow2']
+
+
+class TestHostileImagesThroughFetch(base.ReliabilityTestCase):
+    """Every hostile kind is refused by fetch, even with all formats on.
+
+    The refusal must come from the safety checks, not from
+    [image_format]permitted_formats: every format is permitted here. The
+    whole fetch (file:// source, stream, inspection, gate) runs within
+    bounded time and memory, and leaves nothing at the destination.
+    """
+
+    def test_refused(self):
+        servers_base.require_binary('qemu-img')
+        self.config(permitted_formats=['raw', 'gpt', 'qcow2', 'iso', 'vmdk',
+                                       'vhdx', 'vhd', 'vdi', 'qed', 'luks'],
+                    group='image_format')
+        for kind in HOSTILE_KINDS:
+            path = images.make_image(kind, self.images_dir,
+                                     size=2 * units.Mi)
+            dest = os.path.join(self.dest_dir, kind)
+            tracemalloc.start()
+            try:
+                with base.bounded(what='fetch of %s' % kind):
+                    self.assertRaises(exception.InvalidImage,
+                                      image_fetch.fetch, None,
+                                      'file://' + path, dest)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            self.assertLess(peak, MEMORY_LIMIT, kind)
+            self.assertNothingAt(dest, kind)
