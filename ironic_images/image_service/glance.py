@@ -17,6 +17,7 @@ retries, error mapping); image data goes through the transfer pipeline,
 verified against the image's own ``os_hash_value``.
 """
 
+import os
 import urllib.parse
 import uuid
 
@@ -390,7 +391,8 @@ class GlanceImageService(base.BaseImageService):
                 continue
             service = file_service.FileImageService()
             try:
-                service.validate_href(url)
+                path = service.validate_href(url)
+                _check_size(path, image.get('size'), url)
             except exception.ImageRefValidationFailed as error:
                 LOG.warning('Not reading %(href)s from its direct_url: '
                             '%(error)s', {'href': image_href,
@@ -414,6 +416,21 @@ def _as_image(body, image_href,
             reason=_('Glance answered with a %s that is not an image')
             % type(body).__name__)
     return body
+
+
+def _check_size(path, size, url):
+    """Refuse a direct_url file whose size is not the image's.
+
+    Without a checksum, the size is all that verifies a copy.
+    """
+    try:
+        same = size is None or os.stat(path).st_size == size
+    except OSError:
+        same = False
+    if not same:
+        raise exception.ImageRefValidationFailed(
+            image_href=url,
+            reason=_('the file is not of the image size, %d bytes') % size)
 
 
 def _require_active(image, image_href):

@@ -404,6 +404,18 @@ class TestDirectUrl(GlanceServiceTestCase):
         self.service.download(ID, io.BytesIO())
         self.assertEqual(1, len(self.file_requests()))
 
+    def test_size_of_a_file_without_checksum(self):
+        # With no checksum to verify, the size is all that says the file
+        # is the image: a file of another size is not read.
+        with open(self.store, 'ab') as stored:
+            stored.write(b'appended')
+        self.serve(direct_url='file://' + self.store, os_hash_algo=None,
+                   os_hash_value=None, checksum=None)
+        out = io.BytesIO()
+        self.service.download(ID, out)
+        self.assertEqual(DATA, out.getvalue())
+        self.assertEqual(1, len(self.file_requests()))
+
     def test_scheme_not_allowed(self):
         self.config(allowed_direct_url_schemes=[], group='glance')
         self.serve(direct_url='file://' + self.store)
