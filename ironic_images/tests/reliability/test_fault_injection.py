@@ -35,6 +35,8 @@ from oslo_utils import units
 
 from ironic_images import exception
 from ironic_images import fileutils
+from ironic_images import image_cache
+from ironic_images import image_fetch
 from ironic_images import image_service
 from ironic_images.image_service import http
 from ironic_images.image_service import oci
@@ -61,10 +63,12 @@ class FaultInjectionTestCase(base.ReliabilityTestCase):
         self.server = self.useFixture(faults.FaultServerFixture())
         self.tally = faultplan.Tally()
 
-    def attempt(self, number, names, download, valid):
+    def attempt(self, number, names, download, valid, to_path=False):
         """Run one download; check the file or the absence of one.
 
-        :param download: ``download(image_file)``.
+        :param download: ``download(image_file)``, or ``download(path)``
+            when ``to_path`` (fetch and the cache write atomically
+            themselves).
         :param valid: the bodies a completed download may have.
         """
         dest = os.path.join(self.dest_dir, 'disk-%d.img' % number)
@@ -72,8 +76,11 @@ class FaultInjectionTestCase(base.ReliabilityTestCase):
             number, self.seed, names)
         try:
             with base.bounded(60, where):
-                with fileutils.atomic_write(dest) as image_file:
-                    download(image_file)
+                if to_path:
+                    download(dest)
+                else:
+                    with fileutils.atomic_write(dest) as image_file:
+                        download(image_file)
         except exception.IronicImagesException as error:
             self.assertNothingAt(dest, where)
             outcome = type(error).__name__
@@ -218,3 +225,38 @@ class TestGlanceUnderFaults(FaultInjectionTestCase):
                          lambda f: service.download(self.image_id, f),
                          [self.v1])
         self.report('glance')
+
+
+class TestFetchAndCacheUnderFaults(FaultInjectionTestCase):
+    """The whole fetch pipeline, and the cache, over http under faults.
+
+    ``image_fetch.fetch`` streams, verifies, inspects (the image is raw)
+    and gates; ``ImageCache.fetch_image`` does so into a master (a new
+    cache directory each time, so each one downloads) and links it to the
+    destination. Neither may leave a temp file in either directory.
+    """
+
+    HALF = DOWNLOADS // 2
+
+    def test_fetch_and_cache(self):
+        sha = 'sha256:' + sha256(self.v1)
+        for number in range(DOWNLOADS):
+            url = self.server.add('/disk.img', body=self.v1)
+            script, names = faultplan.draw(self.rng, len(self.v1), self.v2)
+            self.server.script('/disk.img', script, method='GET')
+            if number < self.HALF:
+                self.attempt(number, names + ['fetch'],
+                             lambda dest: image_fetch.fetch(
+                                 None, url, dest, checksum=sha),
+                             [self.v1], to_path=True)
+                continue
+            master_dir = os.path.join(self.tmp, 'master-%d' % number)
+            cache = image_cache.ImageCache(master_dir)
+            self.attempt(number, names + ['cache'],
+                         lambda dest: cache.fetch_image(
+                             url, dest, force_raw=False,
+                             expected_checksum=sha),
+                         [self.v1], to_path=True)
+            self.assertEqual([], [name for name in os.listdir(master_dir)
+                                  if name.endswith(fileutils.PART_SUFFIX)])
+        self.report('fetch and cache')
