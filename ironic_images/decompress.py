@@ -97,6 +97,8 @@ class _ZlibStyle:
         self._output = output
         self._href = image_href
         self._decoder = self._new_decoder()
+        # Past the end of a gzip member or an xz stream.
+        self._between = False
 
     def write(self, data):
         try:
@@ -106,17 +108,23 @@ class _ZlibStyle:
 
     def _decode(self, data):
         while True:
-            if self._decoder.eof:
-                # Concatenated members (gzip) or streams (xz) are one image.
-                data = self._decoder.unused_data + data
+            if self._between:
+                # Concatenated members (gzip) or streams (xz) are one
+                # image; zero bytes after one are padding (xz's Stream
+                # Padding, a block device's), which xz -d and gzip -d skip.
+                data = data.lstrip(b'\0')
                 if not data:
                     return
                 self._decoder = self._new_decoder()
+                self._between = False
             out = self._decoder.decompress(data, OUTPUT_PIECE)
             data = self._left_over()
             if out:
                 self._output.write(out)
-            if not self._decoder.eof and self._wants_input(data, out):
+            if self._decoder.eof:
+                data = self._decoder.unused_data + data
+                self._between = True
+            elif self._wants_input(data, out):
                 return
 
     def finish(self):
@@ -125,7 +133,7 @@ class _ZlibStyle:
         :raises: ImageDownloadFailed for a truncated or corrupt stream.
         """
         self.write(b'')
-        if not self._decoder.eof:
+        if not self._between:
             raise _truncated(self.name, self._href)
 
 

@@ -83,6 +83,20 @@ class TestDecompressors(base.TestCase):
             joined = _compress(name, b'first ') + _compress(name, b'second')
             self.assertEqual(b'first second', b''.join(_run(name, joined)))
 
+    def test_zero_padding_after_a_stream(self):
+        # xz's Stream Padding (a multiple of 4 zero bytes, also between
+        # streams), and the zeros a block device pads a .gz with: xz -d
+        # and gzip -d take both.
+        for name in ('gzip', 'xz'):
+            padded = (_compress(name, b'first ') + bytes(8)
+                      + _compress(name, b'second') + bytes(512))
+            for piece in (1, 3, 64 * 1024):
+                self.assertEqual(b'first second',
+                                 b''.join(_run(name, padded, piece)),
+                                 (name, piece))
+            self.assertRaises(exception.ImageDownloadFailed, _run, name,
+                              _compress(name, b'data') + bytes(4) + b'junk')
+
     def test_zstd_skippable_frame(self):
         skippable = (0x184D2A53).to_bytes(4, 'little') + (5).to_bytes(
             4, 'little') + b'12345'
