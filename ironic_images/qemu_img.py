@@ -47,8 +47,9 @@ from ironic_images import inspection
 
 LOG = logging.getLogger(__name__)
 
-# Glance / Cinder disk format names that qemu-img spells differently.
-_TO_QEMU = {'iso': 'raw', 'vhd': 'vpc', 'ploop': 'parallels'}
+# Glance / Cinder disk format names that qemu-img spells differently, and
+# the format inspector's "gpt": a partitioned disk is raw to qemu-img.
+_TO_QEMU = {'iso': 'raw', 'gpt': 'raw', 'vhd': 'vpc', 'ploop': 'parallels'}
 # qemu-img names back to the conventional ones. Unlike Cinder's inverted
 # map, "raw" stays "raw": both "iso" and "raw" become qemu-img's "raw", and
 # calling every raw image an ISO would be wrong.
@@ -97,7 +98,8 @@ def fixup_disk_format(disk_format):
     """Return the format name qemu-img understands for a disk format.
 
     Glance and Cinder say ``vhd``, ``iso`` and ``ploop``; qemu-img says
-    ``vpc``, ``raw`` and ``parallels``. Other names pass unchanged.
+    ``vpc``, ``raw`` and ``parallels``. The format inspector's ``gpt`` is
+    ``raw`` too. Other names pass unchanged.
 
     :param disk_format: a disk format name, e.g. ``vhd``.
     :returns: the qemu-img name, e.g. ``vpc``.

@@ -153,6 +153,16 @@ class ConvertTestCase(QemuImgTestCase):
         self.assertLess(st.st_blocks * 512, 4 * MiB)
         self.assertSameData(images.make_raw(self.work, size), dest, 'raw')
 
+    def test_gpt_disk(self):
+        # The inspector's name for a partitioned raw disk is accepted.
+        source = self.make('gpt')
+        dest = os.path.join(self.out_dir, 'disk.qcow2')
+        qemu_img.convert_image(source, dest, 'qcow2', 'gpt')
+        self.assertSameData(source, dest, 'qcow2')
+        raw = os.path.join(self.out_dir, 'disk.raw')
+        qemu_img.convert_image(dest, raw, 'raw', 'qcow2')
+        self.assertSameData(source, raw, 'raw')
+
     def test_without_direct_io(self):
         source = self.make('qcow2')
         dest = os.path.join(self.out_dir, 'disk.raw')

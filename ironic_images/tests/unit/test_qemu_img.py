@@ -76,6 +76,7 @@ class FormatNamesTestCase(base.TestCase):
     def test_fixup(self):
         self.assertEqual('vpc', qemu_img.fixup_disk_format('vhd'))
         self.assertEqual('raw', qemu_img.fixup_disk_format('iso'))
+        self.assertEqual('raw', qemu_img.fixup_disk_format('gpt'))
         self.assertEqual('parallels', qemu_img.fixup_disk_format('ploop'))
         self.assertEqual('qcow2', qemu_img.fixup_disk_format('qcow2'))
         self.assertEqual('vhdx', qemu_img.fixup_disk_format('vhdx'))
