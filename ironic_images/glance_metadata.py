@@ -14,10 +14,15 @@
 
 What ``show`` returns is made from Glance's JSON here, and what callers
 give to ``create`` and ``update`` is turned into Glance attributes and
-JSON-patch operations.
+JSON-patch operations. What an image's JSON says about its use (an
+image at all, active, its checksum) is read here too.
 """
 
 from oslo_utils import timeutils
+
+from ironic_images._i18n import _
+from ironic_images import checksum_utils
+from ironic_images import exception
 
 # Attributes of the Glance v2 image schema; anything else is a user
 # property.
@@ -131,3 +136,55 @@ def build_patch(current, image_info, purge_props=False):
                      for key in sorted(current)
                      if key not in BASE_ATTRIBUTES and key not in wanted)
     return patch
+
+
+def checked_image(body, image_href,
+                  error_class=exception.ImageRefValidationFailed):
+    """Check that Glance answered with an image: a dict with an id.
+
+    :param body: the decoded JSON of Glance's answer.
+    :param image_href: the image, for the message.
+    :param error_class: the exception to raise.
+    :returns: ``body``.
+    :raises: ``error_class`` when it is not an image.
+    """
+    if not (isinstance(body, dict) and isinstance(body.get('id'), str)):
+        raise error_class(
+            image_href=image_href,
+            reason=_('Glance answered with a %s that is not an image')
+            % type(body).__name__)
+    return body
+
+
+def require_active(image, image_href):
+    """Refuse an image whose data cannot be used.
+
+    :param image: the image as Glance's JSON has it.
+    :param image_href: the image, for the message.
+    :raises: ImageUnacceptable unless its status is ``active``.
+    """
+    status = image.get('status')
+    if status != 'active':
+        raise exception.ImageUnacceptable(
+            image_href=image_href,
+            reason=_('its status is %s, not active') % status)
+
+
+def own_checksum(image, image_href):
+    """The checksum Glance holds for an image's data.
+
+    :param image: the image as Glance's JSON has it.
+    :param image_href: the image, for messages.
+    :returns: a :class:`~ironic_images.checksum_utils.Checksum` of its
+        multihash, else of its md5 ``checksum``; None when it has neither.
+    :raises: ImageChecksumAlgorithmFailure for an algorithm that is not
+        supported (md5 when [DEFAULT]allow_md5_checksum is False);
+        InvalidChecksum for a malformed value.
+    """
+    if image.get('os_hash_algo') and image.get('os_hash_value'):
+        return checksum_utils.parse_checksum(
+            image['os_hash_value'], image['os_hash_algo'], image_href)
+    if image.get('checksum'):
+        return checksum_utils.parse_checksum(image['checksum'], 'md5',
+                                             image_href)
+    return None

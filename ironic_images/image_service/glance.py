@@ -111,7 +111,7 @@ class GlanceImageService(base.BaseImageService):
     def _image(self, image_href, context=None,
                error_class=exception.ImageRefValidationFailed):
         image_id = parse_image_id(image_href)
-        return _as_image(self._client(context).json(
+        return glance_metadata.checked_image(self._client(context).json(
             'GET', '/v2/images/%s' % image_id, image_href,
             error_class=error_class), image_href, error_class)
 
@@ -136,7 +136,7 @@ class GlanceImageService(base.BaseImageService):
             active, TemporaryFailure.
         """
         image = self._image(image_href)
-        _require_active(image, image_href)
+        glance_metadata.require_active(image, image_href)
         return glance_metadata.translate(image)
 
     def get_image(self, image_href, include_locations=False, context=None):
@@ -186,7 +186,7 @@ class GlanceImageService(base.BaseImageService):
                 if limit is not None and len(images) >= int(limit):
                     return images
                 images.append(glance_metadata.translate(
-                    _as_image(image, 'glance://')))
+                    glance_metadata.checked_image(image, 'glance://')))
             path = body.get('next')
         return images
 
@@ -223,7 +223,7 @@ class GlanceImageService(base.BaseImageService):
                 raise
             image = client.json('GET', '/v2/images/%s' % body['id'],
                                 body['id'])
-        image = _as_image(image, 'glance://')
+        image = glance_metadata.checked_image(image, 'glance://')
         if data is not None:
             try:
                 image = self._upload(client, image['id'], data)
@@ -263,7 +263,7 @@ class GlanceImageService(base.BaseImageService):
         image = self._image(uuid_, context)
         patch = glance_metadata.build_patch(image, image_info, purge_props)
         if patch:
-            image = _as_image(client.json(
+            image = glance_metadata.checked_image(client.json(
                 'PATCH', '/v2/images/%s' % uuid_, image_id, json=patch,
                 headers={'Content-Type': glance_client.JSON_PATCH}),
                 image_id)
@@ -290,8 +290,8 @@ class GlanceImageService(base.BaseImageService):
         client.request('PUT', '/v2/images/%s/file' % image_id, image_href,
                        retries=0, data=data,
                        headers={'Content-Type': 'application/octet-stream'})
-        return _as_image(client.json('GET', '/v2/images/%s' % image_id,
-                                     image_href), image_href)
+        return glance_metadata.checked_image(client.json(
+            'GET', '/v2/images/%s' % image_id, image_href), image_href)
 
     def download(self, image_href, image_file, checksum=None,
                  checksum_algo=None, progress=None):
@@ -317,12 +317,12 @@ class GlanceImageService(base.BaseImageService):
         self._transfer_verified_checksum = None
         image = self._image(image_href,
                             error_class=exception.ImageDownloadFailed)
-        _require_active(image, image_href)
+        glance_metadata.require_active(image, image_href)
         size = image.get('size')
         if size == 0:
             raise exception.ImageDownloadFailed(
                 image_href=image_href, reason=_('the image has no data'))
-        own = _own_checksum(image, image_href)
+        own = glance_metadata.own_checksum(image, image_href)
         extra = checksum_utils.resolve_checksum(checksum, checksum_algo,
                                                 image_href)
         expected = [c for c in (own, extra) if c is not None]
@@ -407,17 +407,6 @@ class GlanceImageService(base.BaseImageService):
         return False
 
 
-def _as_image(body, image_href,
-              error_class=exception.ImageRefValidationFailed):
-    """Glance's answer, checked to be an image (a dict with an id)."""
-    if not (isinstance(body, dict) and isinstance(body.get('id'), str)):
-        raise error_class(
-            image_href=image_href,
-            reason=_('Glance answered with a %s that is not an image')
-            % type(body).__name__)
-    return body
-
-
 def _check_size(path, size, url):
     """Refuse a direct_url file whose size is not the image's.
 
@@ -431,22 +420,3 @@ def _check_size(path, size, url):
         raise exception.ImageRefValidationFailed(
             image_href=url,
             reason=_('the file is not of the image size, %d bytes') % size)
-
-
-def _require_active(image, image_href):
-    status = image.get('status')
-    if status != 'active':
-        raise exception.ImageUnacceptable(
-            image_href=image_href,
-            reason=_('its status is %s, not active') % status)
-
-
-def _own_checksum(image, image_href):
-    """The checksum Glance holds for an image's data, or None."""
-    if image.get('os_hash_algo') and image.get('os_hash_value'):
-        return checksum_utils.parse_checksum(
-            image['os_hash_value'], image['os_hash_algo'], image_href)
-    if image.get('checksum'):
-        return checksum_utils.parse_checksum(image['checksum'], 'md5',
-                                             image_href)
-    return None
