@@ -94,6 +94,11 @@ def parse_checksum(checksum, checksum_algo=None, image_href=None):
         ImageChecksumAlgorithmFailure for an unknown or disabled algorithm.
     """
     text = str(checksum).strip()
+    if checksum_algo is not None and not isinstance(checksum_algo, str):
+        # It may come from a server's metadata (Glance os_hash_algo).
+        raise exception.ImageChecksumAlgorithmFailure(
+            algorithm=checksum_algo, image_href=image_href,
+            reason=_('an algorithm is named by a string'))
     algorithm, sep, value = text.rpartition(':')
     if sep:
         algorithm = algorithm.strip().lower()

@@ -287,3 +287,19 @@ class TestUnsplittableUrlWithPassword(base.ReliabilityTestCase):
                 self.assertNotIn('pa55-word', text)
                 self.assertNotIn('tok3n', text)
                 self.assertIn('user:***@', text)
+
+
+class TestChecksumAlgorithmNotAString(base.ReliabilityTestCase):
+    """Found by the Glance record fuzzing: AttributeError out of download.
+
+    A Glance record whose os_hash_algo is a number made parse_checksum
+    call .strip() on it.
+    """
+
+    def test_refused(self):
+        for algo in (5, ['sha256'], {'a': 1}, b'sha256'):
+            self.assertRaises(exception.ImageChecksumAlgorithmFailure,
+                              checksum_utils.parse_checksum, 'a' * 64, algo,
+                              'glance://x')
+        self.assertEqual('sha256', checksum_utils.parse_checksum(
+            'a' * 64, 'SHA256', 'x').algorithm)
