@@ -187,7 +187,9 @@ class ImageSink(io.RawIOBase):
             offset += written
 
     def finish(self):
-        """End the image: flush, set the length (trailing holes), fsync.
+        """End the image: flush, set the length (trailing holes).
+
+        The file is not fsynced: the caller syncs what it keeps.
 
         :returns: a :class:`SinkResult`.
         :raises: ImageDownloadFailed for a truncated compressed stream;
@@ -198,7 +200,6 @@ class ImageSink(io.RawIOBase):
         if self._decoder is not None:
             self._decoder.finish()
         os.ftruncate(self._fd, self._offset)
-        os.fsync(self._fd)
         detected = None
         if self._inspector is not None:
             # The inspector may have stopped being fed early: tell it the

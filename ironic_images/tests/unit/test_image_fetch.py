@@ -83,6 +83,19 @@ class TestFetch(base.TestCase):
         self.assertEqual('sha256:fake', fetched.checksum)
         self.assertEqual(['image'], os.listdir(self.dest_dir))
 
+    def test_a_kept_image_is_synced_before_the_rename(self):
+        synced = []
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            synced.append(os.readlink('/proc/self/fd/%d' % fd))
+            real_fsync(fd)
+
+        self.useFixture(fixtures.MonkeyPatch('os.fsync', fsync))
+        image_utils.fetch(None, 'fake://raw', self.dest)
+        self.assertEqual(1, len([p for p in synced if '.part' in p]))
+        self.assertIn(self.dest_dir, synced)
+
     def test_refused_format_leaves_nothing(self):
         self.config(permitted_formats=['raw'], group='image_format')
         error = self.assertRaises(exception.ImageUnacceptable,
