@@ -143,7 +143,7 @@ def error_reason(response):
     text = ''
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         text = response.text or ''
     else:
         if isinstance(body, dict):
@@ -339,7 +339,8 @@ class GlanceClient:
             return None
         try:
             return response.json()
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
+            # RecursionError: json's answer to a body nested too deep.
             raise error_class(
                 image_href=image_href,
                 reason=_('Glance answered %(method)s %(path)s with a body '

@@ -23,7 +23,6 @@ the served bytes and a verified checksum.
 import hashlib
 import io
 import json
-import unittest
 import uuid
 
 from hypothesis import given
@@ -106,13 +105,9 @@ class TestGlanceRecordFuzz(base.ReliabilityTestCase):
                 service.transfer_verified_checksum):
             self.assertEqual(DATA, written.getvalue())
 
-    @unittest.expectedFailure
     def test_deeply_nested_record(self):
-        # Known bug, reported, not ours to fix: glance_client.json()
-        # (ironic_images/glance_client.py, "except ValueError" after
-        # response.json()) lets json's RecursionError through for a
-        # record nested thousands deep. Remove expectedFailure once it
-        # raises one of our exceptions.
+        # json raises RecursionError, not ValueError, for a record nested
+        # thousands deep.
         self.server.add('/v2/images/' + IMAGE_ID, body=b'[' * 50000,
                         content_type='application/json')
         self.assertRaises(exception.IronicImagesException,

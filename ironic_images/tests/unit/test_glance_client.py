@@ -336,6 +336,16 @@ class TestStatusMapping(GlanceClientTestCase):
         self.assertRaises(exception.ImageRefValidationFailed,
                           self.client().json, 'GET', PATH, ID)
 
+    def test_body_nested_too_deep(self):
+        # json raises RecursionError, not ValueError, for such a body.
+        self.mocker.get(URL, text='[' * 50000)
+        self.assertRaises(exception.ImageRefValidationFailed,
+                          self.client().json, 'GET', PATH, ID)
+        self.mocker.get(URL, status_code=400, text='[' * 50000)
+        error = self.assertRaises(exception.ImageRefValidationFailed,
+                                  self.client().json, 'GET', PATH, ID)
+        self.assertIn('HTTP 400', str(error))
+
     def test_empty_body(self):
         self.mocker.delete(URL, status_code=204)
         self.assertIsNone(self.client().json('DELETE', PATH, ID))
