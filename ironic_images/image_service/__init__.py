@@ -44,12 +44,18 @@ def image_scheme(image_href):
 
     :param image_href: an image reference.
     :returns: the URL scheme; ``glance`` for a bare UUID.
-    :raises: ImageRefValidationFailed if the href has no scheme.
+    :raises: UnknownImageService (an ImageRefValidationFailed) if the
+        href has no scheme or is not a valid URL.
     """
     href = str(image_href).strip()
     if uuidutils.is_uuid_like(href):
         return GLANCE_SCHEME
-    scheme = urllib.parse.urlsplit(href).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(href).scheme.lower()
+    except ValueError as error:
+        # e.g. an unbalanced "[" in the host part.
+        raise exception.UnknownImageService(
+            image_href=href, reason=_('it is not a valid URL: %s') % error)
     if not scheme:
         raise exception.UnknownImageService(
             image_href=href,

@@ -22,7 +22,6 @@ survives :func:`~ironic_images.masking.mask_href` or an exception message.
 
 import os
 import string
-import unittest
 import urllib.parse
 
 import hypothesis
@@ -168,12 +167,7 @@ class TestHrefFuzz(base.ReliabilityTestCase):
             self.assertNotIn(password, text)
             self.assertNotIn(query_secret, text)
 
-    @unittest.expectedFailure
     def test_get_image_service_of_a_malformed_url(self):
-        # Known bug, reported, not ours to fix: image_service.image_scheme
-        # (ironic_images/image_service/__init__.py:52) lets urlsplit's
-        # ValueError through. Remove expectedFailure once it raises
-        # UnknownImageService.
         for value in ('http://[', 'oci://[]/x', 'https://[::1/x'):
             self.assertRaises(exception.UnknownImageService,
                               image_service.get_image_service, value)
