@@ -33,6 +33,18 @@ def _json_default(value):
     return str(value)
 
 
+def check_destination(dest):
+    """Refuse a destination that is a directory or in a missing one.
+
+    :param dest: the file a command is to write.
+    :raises: UsageError
+    """
+    if os.path.isdir(dest):
+        raise UsageError('%s is a directory; give the file to write' % dest)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+        raise UsageError('the directory of %s does not exist' % dest)
+
+
 def show():
     """Print the properties of an image as JSON."""
     href = CONF.command.href
@@ -45,10 +57,7 @@ def show():
 def download():
     """Download an image to a file, atomically, verifying its checksum."""
     href, dest = CONF.command.href, CONF.command.dest
-    if os.path.isdir(dest):
-        raise UsageError('%s is a directory; give the file to write' % dest)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        raise UsageError('the directory of %s does not exist' % dest)
+    check_destination(dest)
     service = image_service.get_image_service(href)
     bar = progress.Progress()
     try:

@@ -25,19 +25,10 @@ from ironic_images import image_utils
 from ironic_images import inspection
 
 
-def _check_destination(dest):
-    if os.path.isdir(dest):
-        raise commands.UsageError(
-            '%s is a directory; give the file to write' % dest)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        raise commands.UsageError('the directory of %s does not exist'
-                                  % dest)
-
-
 def fetch():
     """Fetch an image to a file: verified, decompressed, inspected."""
     args = CONF.command
-    _check_destination(args.dest)
+    commands.check_destination(args.dest)
     fetcher = image_utils.fetch_to_raw if args.raw else image_utils.fetch
     bar = progress.Progress()
     try:
@@ -145,7 +136,7 @@ def _print_report(report):
 def convert():
     """Convert a local image, after the safety checks pass."""
     args = CONF.command
-    _check_destination(args.dest)
+    commands.check_destination(args.dest)
     if not os.path.isfile(args.source):
         raise commands.UsageError('%s is not a file' % args.source)
     detected = inspection.inspect_file(args.source, args.source)
