@@ -169,10 +169,14 @@ class TestKilledCommands(base.ReliabilityTestCase):
         rest at a random moment after the temp file appeared.
         """
         started = time.monotonic()
-        process = subprocess.Popen(argv, env=self.env)
-        self.wait_for_temp_file(process, set())
-        written = time.monotonic()
-        self.assertEqual(0, process.wait(120))
+        with open(os.path.join(self.tmp, 'first-run.err'), 'w+') as err:
+            process = subprocess.Popen(argv, env=self.env,
+                                       stdout=subprocess.DEVNULL, stderr=err)
+            self.wait_for_temp_file(process, set())
+            written = time.monotonic()
+            status = process.wait(120)
+            err.seek(0)
+            self.assertEqual(0, status, err.read())
         # From start-up to the temp file, and from there to the end.
         starting, writing = written - started, time.monotonic() - written
         os.unlink(dest)
