@@ -164,47 +164,103 @@ def unchanged(service, href, meta):
     return False
 
 
-def hand_out(master, dest):
-    """Put a master at ``dest``: a hardlink, else a sparse copy.
+class HandOut:
+    """Put a master at a destination: a hardlink, else a sparse copy.
 
-    ``dest`` is replaced atomically (a temp name beside it, then a
-    rename); nothing is done when it already is the master. The master's
-    access time is set to now: it records the last use.
+    In two steps, so the master's lock is held only for the first:
+    :meth:`take` (under the lock) records the use and links the master to
+    a temp name beside the destination, or opens it for a copy when it
+    cannot be linked; either keeps the inode alive, whatever eviction does
+    next. :meth:`finish` (after the lock is released) copies if needed and
+    renames the temp name over the destination, durably: the destination
+    is always either its previous file or the whole image. Call
+    :meth:`abort` instead to undo :meth:`take`.
+
+    :param master: the master's path.
+    :param dest: the destination.
+    """
+
+    def __init__(self, master, dest):
+        self.master = master
+        self.dest = dest
+        self._part = None
+        self._source = None
+
+    def take(self):
+        """Record the use of the master and reserve its inode.
+
+        The master's access time is set to now: it records the last use.
+        Nothing is reserved when the destination already is the master.
+
+        :raises: OSError.
+        """
+        stat = os.stat(self.master)
+        try:
+            os.utime(self.master, ns=(time.time_ns(), stat.st_mtime_ns))
+        except PermissionError:
+            # A master of another user (a cache shared between services):
+            # eviction then sees its older last use.
+            LOG.debug('Cannot record the use of %s', self.master)
+        try:
+            current = os.stat(self.dest)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (
+                stat.st_dev, stat.st_ino):
+            return
+        part = fileutils.part_path(self.dest)
+        try:
+            os.unlink(part)
+            try:
+                os.link(self.master, part)
+            except OSError as error:
+                if error.errno not in _CANNOT_LINK:
+                    raise
+                LOG.debug('Cannot hardlink %(master)s to %(dest)s '
+                          '(%(error)s); copying it', {
+                              'master': self.master, 'dest': self.dest,
+                              'error': os.strerror(error.errno)})
+                self._source = open(self.master, 'rb')
+        except BaseException:
+            fileutils.remove_quietly(part)
+            raise
+        self._part = part
+
+    def finish(self):
+        """Copy if needed and move the result to the destination.
+
+        :raises: OSError; nothing is left beside the destination then.
+        """
+        if self._part is None:
+            return
+        try:
+            if self._source is not None:
+                _copy_sparse_fd(self._source.fileno(), self._part)
+            fileutils.commit(self._part, self.dest)
+            self._part = None
+        finally:
+            self.abort()
+
+    def abort(self):
+        """Undo :meth:`take`: remove the temp name, close the master."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+        if self._part is not None:
+            fileutils.remove_quietly(self._part)
+            self._part = None
+
+
+def hand_out(master, dest):
+    """Put a master at ``dest`` in one step (see :class:`HandOut`).
 
     :param master: the master's path.
     :param dest: the destination.
     :raises: OSError.
     """
-    stat = os.stat(master)
-    try:
-        os.utime(master, ns=(time.time_ns(), stat.st_mtime_ns))
-    except PermissionError:
-        # A master of another user (a cache shared between services):
-        # eviction then sees its older last use.
-        LOG.debug('Cannot record the use of %s', master)
-    try:
-        current = os.stat(dest)
-    except FileNotFoundError:
-        current = None
-    if current is not None and (current.st_dev, current.st_ino) == (
-            stat.st_dev, stat.st_ino):
-        return
-    part = fileutils.part_path(dest)
-    try:
-        os.unlink(part)
-        try:
-            os.link(master, part)
-        except OSError as error:
-            if error.errno not in _CANNOT_LINK:
-                raise
-            LOG.debug('Cannot hardlink %(master)s to %(dest)s (%(error)s); '
-                      'copying it', {'master': master, 'dest': dest,
-                                     'error': os.strerror(error.errno)})
-            copy_sparse(master, part)
-        fileutils.commit(part, dest)
-    except BaseException:
-        fileutils.remove_quietly(part)
-        raise
+    handout = HandOut(master, dest)
+    handout.take()
+    handout.finish()
 
 
 def copy_sparse(source, dest):
@@ -217,8 +273,13 @@ def copy_sparse(source, dest):
     :param dest: the copy (created or truncated).
     :raises: OSError.
     """
-    with open(source, 'rb') as src, open(dest, 'wb') as dst:
-        in_fd, out_fd = src.fileno(), dst.fileno()
+    with open(source, 'rb') as src:
+        _copy_sparse_fd(src.fileno(), dest)
+
+
+def _copy_sparse_fd(in_fd, dest):
+    with open(dest, 'wb') as dst:
+        out_fd = dst.fileno()
         size = os.fstat(in_fd).st_size
         offset = 0
         kernel = [True]

@@ -162,37 +162,49 @@ class ImageCache:
         args = dict(ctx=ctx, force_raw=force_raw,
                     expected_format=expected_format, expected=expected,
                     image_auth_data=image_auth_data, progress=progress)
+        handout = cache_masters.HandOut(master, dest)
+        # The lock is held to find, revalidate or download the master and
+        # to link it; the destination is put in place after, so waiters
+        # do not queue behind one another's fsyncs.
         with cache_locks.image_lock(self.master_dir, name):
-            meta = self._fresh_meta(source, master, started, expected,
-                                    expected_format)
-            if meta is not None:
-                LOG.debug('Master-image cache hit for %s',
-                          masking.mask_href(href))
-                cache_masters.hand_out(master, dest)
-                if progress is not None:
-                    progress(meta['size'], meta['size'])
-                return _result(dest, master, True, meta)
-            properties = source.properties or source.service.show(
-                source.href)
-            cacheable = cache_masters.validators(
-                source.kind, source.service, properties) is not None
-            if cacheable:
-                meta = self._download(source, master, properties, args)
-                cache_masters.hand_out(master, dest)
-            else:
-                LOG.debug('Not caching %s: its server says not to, or '
-                          'gives no way to revalidate it',
-                          masking.mask_href(href))
-                self._forget(master)
-        if not cacheable:
+            found = self._master_for(source, master, started, args)
+            if found is not None:
+                handout.take()
+        if found is None:
             with cache_locks.download_slot(self.master_dir,
                                            CONF.download.concurrency):
                 fetched = self._fetch(source.href, dest, args)
             return CachedImage(dest, None, False, fetched.format,
                                fetched.virtual_size, fetched.size,
                                fetched.checksum)
-        self.clean_up()
-        return _result(dest, master, False, meta)
+        meta, hit = found
+        handout.finish()
+        if not hit:
+            self.clean_up()
+        elif progress is not None:
+            progress(meta['size'], meta['size'])
+        return _result(dest, master, hit, meta)
+
+    def _master_for(self, source, master, started, args):
+        """Find or download a master, holding its lock.
+
+        :returns: ``(sidecar, hit)``, or None when the image may not be
+            cached (the master, if any, is removed).
+        """
+        meta = self._fresh_meta(source, master, started, args['expected'],
+                                args['expected_format'])
+        if meta is not None:
+            LOG.debug('Master-image cache hit for %s',
+                      masking.mask_href(source.href))
+            return meta, True
+        properties = source.properties or source.service.show(source.href)
+        if cache_masters.validators(source.kind, source.service,
+                                    properties) is None:
+            LOG.debug('Not caching %s: its server says not to, or gives no '
+                      'way to revalidate it', masking.mask_href(source.href))
+            self._forget(master)
+            return None
+        return self._download(source, master, properties, args), False
 
     def _identify(self, href, ctx, image_auth_data):
         """The kind, master name and download href of an image."""

@@ -353,14 +353,19 @@ class CrashTestCase(CacheTestCase):
         self.put('disk.img')
         self.nginx()
 
-    def test_killed_fetch_leaves_nothing_a_restart_does_not_clean(self):
+    def child(self, name, dest_name):
+        """A caller in its own process, ready to fetch."""
         child = subprocess.Popen(
             [sys.executable, '-c', _CHILD, self.master_dir,
-             self.server.url_for('slow/disk.img'), self.dest('killed')],
+             self.server.url_for(name), self.dest(dest_name)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.addCleanup(child.wait)
         self.addCleanup(child.kill)
         self.assertEqual('ready\n', child.stdout.readline())
+        return child
+
+    def test_killed_fetch_leaves_nothing_a_restart_does_not_clean(self):
+        child = self.child('slow/disk.img', 'killed')
         child.stdin.write('go\n')
         child.stdin.flush()
 
@@ -376,9 +381,13 @@ class CrashTestCase(CacheTestCase):
         child.wait(10)
         self.assertEqual(leftovers, _part_with_data())
         self.assertFalse(os.path.exists(self.dest('killed')))
-        # A new process (no leftover clean-up done yet) starts clean.
-        result = self.fetch('disk.img', 'after')
-        master = os.path.basename(result.master)
+        # The next process to use the cache starts by removing them.
+        restarted = self.child('disk.img', 'after')
+        restarted.stdin.write('go\n')
+        restarted.stdin.flush()
+        result = json.loads(restarted.stdout.readline())
+        self.assertEqual(0, restarted.wait(60))
+        master = os.path.basename(result['master'])
         self.assertEqual([master, master + '.meta'], self.cache_names())
         self.assertFalse(self.fetch('slow/disk.img', 'slow').hit)
 

@@ -456,6 +456,39 @@ class MastersTestCase(CacheDirTestCase):
         self.assertEqual(DATA, self.read(dest))
         self.assertEqual(['dest'], os.listdir(self.other_dir))
 
+    def test_taken_master_survives_eviction_before_finish(self):
+        master = self.put('url-a', last_used=time.time() - 9 * HOUR)
+        dest = os.path.join(self.other_dir, 'dest')
+        handout = cache_masters.HandOut(master, dest)
+        handout.take()
+        cache_eviction.clean_up(self.master_dir, 0, 0)
+        self.assertTrue(os.path.exists(master))
+        self.assertFalse(os.path.exists(dest))
+        handout.finish()
+        self.assertTrue(os.path.samefile(master, dest))
+        self.assertEqual(['dest'], os.listdir(self.other_dir))
+
+    def test_copy_of_a_master_evicted_before_finish(self):
+        master = self.put('url-a')
+        dest = os.path.join(self.other_dir, 'dest')
+        handout = cache_masters.HandOut(master, dest)
+        with mock.patch.object(os, 'link', autospec=True,
+                               side_effect=OSError(errno.EXDEV, 'xdev')):
+            handout.take()
+        os.unlink(master)
+        handout.finish()
+        self.assertEqual(DATA, self.read(dest))
+        self.assertEqual(['dest'], os.listdir(self.other_dir))
+
+    def test_abort_leaves_nothing(self):
+        master = self.put('url-a')
+        handout = cache_masters.HandOut(
+            master, os.path.join(self.other_dir, 'dest'))
+        handout.take()
+        handout.abort()
+        self.assertEqual([], os.listdir(self.other_dir))
+        self.assertEqual(1, os.stat(master).st_nlink)
+
     def test_hand_out_failure_leaves_nothing(self):
         master = self.put('url-a')
         dest = os.path.join(self.other_dir, 'dest')
