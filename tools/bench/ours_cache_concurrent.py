@@ -32,15 +32,21 @@ Destinations and caches are removed.
 
 import multiprocessing
 import os
+import queue
 import shutil
 import sys
 import tempfile
 import threading
 import time
+import traceback
 
 import common
 
 CALLERS = 16
+# Seconds to wait for the callers to be ready, then for them all to finish:
+# a caller that dies or hangs fails the case instead of blocking it.
+READY_TIMEOUT = 300
+RUN_TIMEOUT = 900
 
 
 def _configure():
@@ -84,13 +90,17 @@ def _warm_up(master_dir, url):
 
 
 def _process_caller(barrier, results, master_dir, url, dest, checksum):
-    _configure()
-    _warm_up(master_dir, url)
-    gets = [0]
-    _count_gets(url, gets)
-    barrier.wait()
-    hit, inode = _fetch(master_dir, url, dest, checksum)
-    results.put((hit, inode, gets[0]))
+    try:
+        _configure()
+        _warm_up(master_dir, url)
+        gets = [0]
+        _count_gets(url, gets)
+        barrier.wait(READY_TIMEOUT)
+        hit, inode = _fetch(master_dir, url, dest, checksum)
+        results.put((hit, inode, gets[0]))
+    except BaseException:
+        results.put(traceback.format_exc())
+        raise
 
 
 def _run_threads(master_dir, url, dests, checksum):
@@ -100,42 +110,50 @@ def _run_threads(master_dir, url, dests, checksum):
     results, errors = [], []
 
     def _caller(dest):
-        barrier.wait()
         try:
+            barrier.wait(READY_TIMEOUT)
             results.append(_fetch(master_dir, url, dest, checksum))
-        except Exception as error:
-            errors.append(error)
+        except Exception:
+            errors.append(traceback.format_exc())
 
     threads = [threading.Thread(target=_caller, args=(dest,))
                for dest in dests]
     for thread in threads:
         thread.start()
-    barrier.wait()
+    barrier.wait(READY_TIMEOUT)
     start = time.perf_counter()
     for thread in threads:
-        thread.join()
+        thread.join(RUN_TIMEOUT)
     seconds = time.perf_counter() - start
-    if errors:
-        common.fail('a caller failed: %s' % errors[0])
+    if errors or any(thread.is_alive() for thread in threads):
+        common.fail('a caller failed or hangs: %s' % (errors or ['']))
     return seconds, [(hit, inode, 0) for hit, inode in results], gets[0]
 
 
 def _run_processes(master_dir, url, dests, checksum):
     context = multiprocessing.get_context('spawn')
     barrier = context.Barrier(len(dests) + 1)
-    queue = context.Queue()
+    outcomes = context.Queue()
     processes = [context.Process(target=_process_caller, args=(
-        barrier, queue, master_dir, url, dest, checksum)) for dest in dests]
+        barrier, outcomes, master_dir, url, dest, checksum))
+        for dest in dests]
     for process in processes:
         process.start()
-    barrier.wait()
-    start = time.perf_counter()
-    results = [queue.get() for _dest in dests]
-    seconds = time.perf_counter() - start
-    for process in processes:
-        process.join()
-        if process.exitcode:
-            common.fail('a caller exited with status %d' % process.exitcode)
+    try:
+        barrier.wait(READY_TIMEOUT)
+        start = time.perf_counter()
+        results = [outcomes.get(timeout=RUN_TIMEOUT) for _dest in dests]
+        seconds = time.perf_counter() - start
+    except (threading.BrokenBarrierError, queue.Empty):
+        results = None
+    finally:
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+    failures = [r for r in results or () if isinstance(r, str)]
+    if results is None or failures:
+        common.fail('a caller failed or hangs: %s' % (failures or ['']))
     return seconds, results, sum(gets for _hit, _inode, gets in results)
 
 
