@@ -26,11 +26,13 @@ result and renames it only when it is the requested format, so the
 destination is either a complete, checked image or untouched.
 """
 
+import ctypes
 import errno
 import functools
 import mmap
 import os
 import re
+import signal
 import time
 
 from oslo_concurrency import processutils
@@ -164,7 +166,24 @@ def _execute(*args, cpu_time=True):
     # Three arenas is what Ironic settled on for the same reason.
     env = dict(os.environ, LC_ALL='C', LANG='C', MALLOC_ARENA_MAX='3')
     return processutils.execute('qemu-img', *args, prlimit=_limits(cpu_time),
-                                env_variables=env)
+                                env_variables=env,
+                                preexec_fn=_die_with_parent)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In the child: be killed when the process that started it dies.
+
+    A conversion whose caller was killed would otherwise run on, writing a
+    temp file nobody will rename (the next fetch removes it).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the conversion just runs to its end
 
 
 def _check_info(info, qemu_format, image_href):
