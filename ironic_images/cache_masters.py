@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Master images of the cache: sidecars, freshness, handing them out.
+"""Master images of the cache: names, sidecars, freshness, handing out.
 
 The sidecar ``NAME.meta`` of a master is JSON: what its download was
 accepted with (``checksums`` as ``algo:hex``, declared ``formats``), what
@@ -21,16 +21,23 @@ master's inode, size and mtime, so a sidecar that does not describe the
 file beside it is ignored.
 """
 
+import collections
 import errno
+import hashlib
 import json
 import os
+import re
 import time
 
 from oslo_log import log as logging
 from oslo_utils import units
+from oslo_utils import uuidutils
 
+from ironic_images._i18n import _
 from ironic_images import cache_eviction
+from ironic_images import exception
 from ironic_images import fileutils
+from ironic_images import image_service
 
 LOG = logging.getLogger(__name__)
 
@@ -49,6 +56,52 @@ _FINGERPRINT_KEYS = ('size', 'updated_at', 'checksum', 'digest',
                      'os_hash_value')
 _REQUIRED = {'validated_at': (int, float), 'formats': list,
              'checksums': list, 'size': int}
+_UNSAFE = re.compile(r'[^A-Za-z0-9_.-]')
+
+Source = collections.namedtuple(
+    'Source', ['kind', 'name', 'href', 'service', 'properties'])
+Source.__doc__ = """An image as the cache sees it.
+
+:ivar kind: ``KIND_GLANCE``, ``KIND_OCI`` or ``KIND_URL``.
+:ivar name: the name of its master (without ``.raw``).
+:ivar href: what to download (an OCI tag resolved to a digest).
+:ivar service: its driver.
+:ivar properties: what is known of it already (OCI), or None.
+"""
+
+
+def identify(href, ctx=None, image_auth_data=None):
+    """Tell which master an image has.
+
+    :param href: the image.
+    :param ctx: the request context, or None.
+    :param image_auth_data: credentials for the driver, or None.
+    :returns: a :class:`Source`.
+    :raises: UnknownImageService; for ``oci://``, what
+        ``identify_specific_image`` raises, and ImageNotFound when no
+        artifact matches.
+    """
+    service = image_service.get_image_service(href, context=ctx)
+    scheme = image_service.image_scheme(href)
+    if scheme == image_service.OCI_SCHEME:
+        if image_auth_data is not None and service.is_auth_set_needed:
+            service.set_image_auth(href, image_auth_data)
+        artifact = service.identify_specific_image(href)
+        if not artifact:
+            raise exception.ImageNotFound(
+                image_href=href,
+                reason=_('no artifact of it matches this host'))
+        name = 'oci-' + _UNSAFE.sub('-', artifact[
+            'image_container_blob_digest'])
+        return Source(KIND_OCI, name, artifact['oci_image_manifest_url'],
+                      service, {'size': artifact.get('image_size')})
+    if scheme == image_service.GLANCE_SCHEME:
+        image_id = href.strip().rstrip('/').rpartition('/')[2]
+        if uuidutils.is_uuid_like(image_id):
+            return Source(KIND_GLANCE, 'glance-' + _UNSAFE.sub('-', image_id),
+                          href, service, None)
+    name = 'url-' + hashlib.sha256(href.encode('utf-8')).hexdigest()
+    return Source(KIND_URL, name, href, service, None)
 
 
 def meta_path(master):

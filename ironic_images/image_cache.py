@@ -43,15 +43,12 @@ the disk lacks room for it.
 """
 
 import collections
-import hashlib
 import os
-import re
 import threading
 import time
 
 from oslo_log import log as logging
 from oslo_utils import units
-from oslo_utils import uuidutils
 
 from ironic_images._i18n import _
 from ironic_images import cache_eviction
@@ -61,14 +58,12 @@ from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images import fileutils
-from ironic_images import image_service
 from ironic_images import image_utils
 from ironic_images import masking
 
 LOG = logging.getLogger(__name__)
 
 RAW_SUFFIX = '.raw'
-_UNSAFE = re.compile(r'[^A-Za-z0-9_.-]')
 # Master directories whose crash leftovers this process has removed.
 _PREPARED = set()
 _PREPARED_LOCK = threading.Lock()
@@ -87,9 +82,6 @@ CachedImage.__doc__ = """What :meth:`ImageCache.fetch_image` put in place.
 :ivar size: its size in bytes.
 :ivar checksum: ``algo:hex`` verified when it was downloaded, or None.
 """
-
-_Source = collections.namedtuple(
-    '_Source', ['kind', 'name', 'href', 'service', 'properties'])
 
 
 class ImageCache:
@@ -156,7 +148,7 @@ class ImageCache:
         self._prepare()
         expected = checksum_utils.resolve_checksum(
             expected_checksum, expected_checksum_algo, href)
-        source = self._identify(href, ctx, image_auth_data)
+        source = cache_masters.identify(href, ctx, image_auth_data)
         name = source.name + (RAW_SUFFIX if force_raw else '')
         master = os.path.join(self.master_dir, name)
         args = dict(ctx=ctx, force_raw=force_raw,
@@ -205,31 +197,6 @@ class ImageCache:
             self._forget(master)
             return None
         return self._download(source, master, properties, args), False
-
-    def _identify(self, href, ctx, image_auth_data):
-        """The kind, master name and download href of an image."""
-        service = image_service.get_image_service(href, context=ctx)
-        scheme = image_service.image_scheme(href)
-        if scheme == image_service.OCI_SCHEME:
-            if image_auth_data is not None and service.is_auth_set_needed:
-                service.set_image_auth(href, image_auth_data)
-            artifact = service.identify_specific_image(href)
-            if not artifact:
-                raise exception.ImageNotFound(
-                    image_href=href,
-                    reason=_('no artifact of it matches this host'))
-            name = 'oci-' + _safe(artifact['image_container_blob_digest'])
-            return _Source(cache_masters.KIND_OCI, name,
-                           artifact['oci_image_manifest_url'], service,
-                           {'size': artifact.get('image_size')})
-        if scheme == image_service.GLANCE_SCHEME:
-            image_id = href.strip().rstrip('/').rpartition('/')[2]
-            if uuidutils.is_uuid_like(image_id):
-                return _Source(cache_masters.KIND_GLANCE,
-                               'glance-' + _safe(image_id), href, service,
-                               None)
-        name = 'url-' + hashlib.sha256(href.encode('utf-8')).hexdigest()
-        return _Source(cache_masters.KIND_URL, name, href, service, None)
 
     def _fresh_meta(self, source, master, started, expected,
                     expected_format):
@@ -401,11 +368,6 @@ class ImageCache:
                 'checksum': meta.get('checksum'),
                 'validated_at': meta.get('validated_at')})
         return listing
-
-
-def _safe(text):
-    """A file-name-safe form of an identifier."""
-    return _UNSAFE.sub('-', text)
 
 
 def _describe(error):
