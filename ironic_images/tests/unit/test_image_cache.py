@@ -761,6 +761,33 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertEqual([], image_cache.ImageCache(
             os.path.join(self.master_dir, 'missing')).list())
 
+    def test_downloads_are_bounded(self):
+        self.config(concurrency=1, group='download')
+        active, most = [0], [0]
+        lock = threading.Lock()
+        fetch = image_utils.fetch.side_effect
+
+        def _counting_fetch(*args, **kwargs):
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            try:
+                time.sleep(0.05)
+                return fetch(*args, **kwargs)
+            finally:
+                with lock:
+                    active[0] -= 1
+
+        image_utils.fetch.side_effect = _counting_fetch
+        threads = [threading.Thread(target=self.fetch, args=(
+            'dest%d' % n, '%s?%d' % (HREF, n))) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(4, len(self.fetches))
+        self.assertEqual(1, most[0])
+
     def test_defaults_come_from_the_config(self):
         self.config(master_path=self.master_dir, size_mb=3, ttl_minutes=2,
                     group='image_cache')
