@@ -48,8 +48,9 @@ def _image(size=4 * units.Mi):
 
 IMAGE = _image()
 
-# A caller in its own process: prints "ready", waits for a line on stdin,
-# fetches through the cache and prints the result as JSON.
+# A caller in its own process: loads the driver (as a running service
+# has), prints "ready", waits for a line on stdin, fetches through the
+# cache and prints the result as JSON.
 _CHILD = r"""
 import json
 import sys
@@ -57,8 +58,10 @@ import sys
 from ironic_images.conf import CONF
 CONF([], project='ironic-images', default_config_files=[])
 from ironic_images import image_cache
+from ironic_images import image_service
 
 master_dir, url, dest = sys.argv[1:4]
+image_service.get_image_service(url)
 print('ready', flush=True)
 sys.stdin.readline()
 result = image_cache.ImageCache(master_dir, 10 ** 10, 3600).fetch_image(
