@@ -117,18 +117,20 @@ class ImageCache:
         :param force_raw: cache and hand out the image converted to raw.
         :param expected_format: the declared disk format, or None.
         :param expected_checksum: ``algo:hex``, bare hex or the URL of a
-            checksum file; a cached master is handed out only if this
-            checksum was verified when it was downloaded.
+            checksum file; a cached master is handed out only if its
+            download was accepted with this checksum, else the image is
+            downloaded again (and verified).
         :param expected_checksum_algo: the algorithm of a bare value.
         :param image_auth_data: credentials, as
             :func:`ironic_images.image_service.get_image_service_auth_override`
             returns, or None.
         :param progress: ``progress(done, total)`` callable, or None.
         :returns: a :class:`CachedImage`.
-        :raises: what :func:`ironic_images.image_utils.fetch` raises;
-            ImageChecksumError when the master's verified checksum differs;
+        :raises: what :func:`ironic_images.image_utils.fetch` raises
+            (ImageChecksumError, ImageUnacceptable, ...: the master is then
+            left as it was); what the driver's revalidation raises;
             ImageDownloadFailed when the cache directory or ``dest`` cannot
-            be written.
+            be written; ImageCacheError when the directory cannot be read.
         """
         started = time.time()
         try:
