@@ -18,7 +18,6 @@ and TTL, as a service sharing that directory would.
 
 import datetime
 import json
-import os
 import sys
 
 from oslo_utils import units
@@ -75,12 +74,7 @@ def cache_clean():
 def cache_fetch():
     """Put an image at a path, through the cache."""
     args = CONF.command
-    if os.path.isdir(args.dest):
-        raise commands.UsageError('%s is a directory; give the file to '
-                                  'write' % args.dest)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.dest))):
-        raise commands.UsageError('the directory of %s does not exist'
-                                  % args.dest)
+    commands.check_destination(args.dest)
     bar = progress.Progress()
     try:
         result = image_cache.ImageCache().fetch_image(
