@@ -413,7 +413,9 @@ def inspect_file(path, image_href=None):
     inspector = StreamInspector(image_href)
     try:
         with open(path, 'rb') as f:
-            size = os.fstat(f.fileno()).st_size
+            # Not st_size: a block device has none, but it can seek.
+            size = f.seek(0, os.SEEK_END)
+            f.seek(0)
             buf = bytearray(READ_SIZE)
             while not inspector.complete:
                 if inspector.waits_for_end and size - TAIL_SIZE > f.tell():
