@@ -163,6 +163,10 @@ class ImageConvertFailed(IronicImagesException):
     _msg_fmt = _('Conversion of image %(image_href)s failed: %(reason)s')
 
 
+class ImageUploadFailed(IronicImagesException):
+    _msg_fmt = _('Upload to image %(image_href)s failed: %(reason)s')
+
+
 class InsufficientDiskSpace(IronicImagesException):
     _msg_fmt = _('Not enough free space in %(path)s for image '
                  '%(image_href)s: %(required_mib)s MiB needed, '

@@ -28,6 +28,9 @@ and :func:`upload_volume`, which is defined here.
 
 import os
 
+from ironic_images._i18n import _
+from ironic_images import api
+from ironic_images import exception
 from ironic_images import image_fetch
 from ironic_images import inspection
 from ironic_images import qemu_img
@@ -75,23 +78,25 @@ def upload_volume(context, image_href, image_meta, volume_path,
         ``container_format`` are set from ``volume_format``).
     :param volume_path: the volume (a raw file or block device).
     :param volume_format: the format to upload.
-    :raises: ImageConvertFailed, and what
-        :meth:`ironic_images.api.API.update` raises.
+    :raises: ImageConvertFailed; ImageUploadFailed when the volume
+        cannot be read; what :meth:`ironic_images.api.API.update` raises.
     """
-    # Imported here: api imports this module's users, not the reverse.
-    from ironic_images import api
-
     meta = dict(image_meta or {})
-    meta['disk_format'] = from_qemu_img_disk_format(
-        fixup_disk_format(volume_format))
-    meta.setdefault('container_format', 'bare')
     out_format = fixup_disk_format(volume_format)
-    if out_format == 'raw':
-        with open(volume_path, 'rb') as data:
-            return api.API().update(context, image_href, meta, data=data)
+    meta['disk_format'] = from_qemu_img_disk_format(out_format)
+    meta.setdefault('container_format', 'bare')
     with temporary_dir() as scratch:
-        converted = os.path.join(scratch, 'upload')
-        qemu_img.convert_image(volume_path, converted, out_format, 'raw',
-                               image_href=image_href)
-        with open(converted, 'rb') as data:
+        upload_path = volume_path
+        if out_format != 'raw':
+            upload_path = os.path.join(scratch, 'upload')
+            qemu_img.convert_image(volume_path, upload_path, out_format,
+                                   'raw', image_href=image_href)
+        try:
+            data = open(upload_path, 'rb')
+        except OSError as error:
+            raise exception.ImageUploadFailed(
+                image_href=image_href,
+                reason=_('cannot read %(path)s: %(error)s') % {
+                    'path': upload_path, 'error': error.strerror})
+        with data:
             return api.API().update(context, image_href, meta, data=data)

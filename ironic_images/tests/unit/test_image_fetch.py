@@ -210,3 +210,15 @@ class TestTemporaryImages(base.TestCase):
 
     def test_raw_formats(self):
         self.assertEqual(('raw', 'gpt', 'iso'), image_fetch.RAW_FORMATS)
+
+
+class TestUploadVolume(base.TestCase):
+
+    def test_missing_volume_is_our_error(self):
+        self.config(tempdir=self.images_dir)
+        error = self.assertRaises(
+            exception.ImageUploadFailed, image_utils.upload_volume, None,
+            '6f2d5d5e-6a55-4f4e-9d36-0f4c7a0c0e11', {},
+            os.path.join(self.images_dir, 'missing'))
+        self.assertIn('missing', str(error))
+        self.assertEqual([], os.listdir(self.images_dir))
