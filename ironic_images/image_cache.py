@@ -217,7 +217,14 @@ class ImageCache:
                          'again', masking.mask_href(source.href))
                 return None
             meta['validated_at'] = time.time()
-            cache_masters.write_meta(master, meta, durable=False)
+            try:
+                cache_masters.write_meta(master, meta, durable=False)
+            except OSError as error:
+                # Losing it costs the next caller one more revalidation; a
+                # full disk must not fail a hit, which needs no space.
+                LOG.warning('Cannot record the revalidation of %(master)s: '
+                            '%(error)s', {'master': master,
+                                          'error': _describe(error)})
         if expected is not None and str(expected) not in meta['checksums']:
             # Downloading again verifies it, or fails as it would uncached.
             return None

@@ -607,6 +607,24 @@ class ImageCacheTestCase(FakeCacheTestCase):
             self.assertTrue(self.fetch('two').hit)
         self.assertEqual([], self.service.revalidations)
 
+    def test_hit_survives_a_sidecar_that_cannot_be_refreshed(self):
+        # A full disk: refreshing validated_at is an optimisation, so a
+        # failure to record it must not fail a hit that needs no space.
+        first = self.fetch('one')
+        write_meta = cache_masters.write_meta
+
+        def _full(master, meta, durable):
+            if not durable:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return write_meta(master, meta, durable)
+
+        with mock.patch.object(cache_masters, 'write_meta', autospec=True,
+                               side_effect=_full):
+            second = self.fetch('two')
+        self.assertTrue(second.hit)
+        self.assertTrue(os.path.samefile(first.master, second.path))
+        self.assertEqual(1, len(self.fetches))
+
     def test_changed_image_is_downloaded_again(self):
         first = self.fetch('one')
         self.service.unchanged = False
