@@ -175,7 +175,8 @@ def clean_up(master_dir, ttl, cache_size, amount=None):
     """Evict the unused masters of a cache (see :func:`evict`).
 
     Clean-ups of one cache run one at a time; a master whose lock is held
-    (being looked up, downloaded or linked) is skipped.
+    (being looked up, downloaded or linked), or that cannot be removed
+    (logged), is skipped.
 
     :param master_dir: the cache directory.
     :param ttl: seconds of disuse after which a master expires.
@@ -214,7 +215,15 @@ def _remove_unused(master_dir, master):
             return False
         if stat.st_nlink != 1 or (stat.st_dev, stat.st_ino) != master.inode:
             return False
-        os.unlink(master.path)
+        try:
+            os.unlink(master.path)
+        except OSError as error:
+            # One master that cannot go (another user's, in a sticky
+            # directory) must not stop the eviction of the others.
+            LOG.warning('Cannot evict %(path)s: %(error)s',
+                        {'path': master.path,
+                         'error': os.strerror(error.errno)})
+            return False
         fileutils.remove_quietly(master.path + META_SUFFIX)
         return True
 

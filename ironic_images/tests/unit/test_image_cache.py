@@ -298,6 +298,24 @@ class CleanUpTestCase(CacheDirTestCase):
         self.assertEqual(['url-linked'], self.names())
         self.assertGreater(freed, 0)
 
+    def test_master_that_cannot_be_removed_is_skipped(self):
+        # E.g. a master of another service's user in a sticky directory.
+        now = time.time()
+        stuck = self.put('url-stuck', last_used=now - 9 * HOUR)
+        self.put('url-old', last_used=now - 8 * HOUR)
+        unlink = os.unlink
+
+        def _unlink(path, *args, **kwargs):
+            if path == stuck:
+                raise PermissionError(errno.EPERM, 'not permitted', path)
+            return unlink(path, *args, **kwargs)
+
+        with mock.patch.object(os, 'unlink', autospec=True,
+                               side_effect=_unlink):
+            freed = cache_eviction.clean_up(self.master_dir, HOUR, 0)
+        self.assertEqual(['url-stuck'], self.names())
+        self.assertEqual(os.stat(stuck).st_blocks * 512, freed)
+
     def test_master_being_used_is_skipped(self):
         self.put('url-busy', last_used=time.time() - 9 * HOUR)
         release = self.hold_in_thread('url-busy')
