@@ -96,7 +96,9 @@ class ImageCache:
     """
 
     def __init__(self, master_dir=None, cache_size=None, cache_ttl=None):
-        self.master_dir = os.path.abspath(
+        # Resolved: the threads of a process tell locks apart by the path
+        # of their file, and two names for one file would be two locks.
+        self.master_dir = os.path.realpath(
             master_dir or CONF.image_cache.master_path)
         self.cache_size = (CONF.image_cache.size_mb * units.Mi
                            if cache_size is None else cache_size)

@@ -824,6 +824,17 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertEqual(4, len(self.fetches))
         self.assertEqual(1, most[0])
 
+    def test_a_symlink_to_the_cache_shares_its_locks(self):
+        # Record locks belong to the process: two names for one lock file
+        # must still be one lock for the threads of a process.
+        link = os.path.join(self.other_dir, 'link-to-cache')
+        os.symlink(self.master_dir, link)
+        self.put('url-busy', last_used=time.time() - 9 * HOUR)
+        release = self.hold_in_thread('url-busy')
+        image_cache.ImageCache(link, 0, 0).clean_up()
+        self.assertEqual(['url-busy'], self.names())
+        release.set()
+
     def test_defaults_come_from_the_config(self):
         self.config(master_path=self.master_dir, size_mb=3, ttl_minutes=2,
                     group='image_cache')
