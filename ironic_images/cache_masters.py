@@ -23,6 +23,7 @@ file beside it is ignored.
 
 import collections
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -224,10 +225,12 @@ class HandOut:
     :meth:`take` (under the lock) records the use and links the master to
     a temp name beside the destination, or opens it for a copy when it
     cannot be linked; either keeps the inode alive, whatever eviction does
-    next. :meth:`finish` (after the lock is released) copies if needed and
-    renames the temp name over the destination, durably: the destination
-    is always either its previous file or the whole image. Call
-    :meth:`abort` instead to undo :meth:`take`.
+    next, and the temp name stays locked (``flock``) so that another write
+    to the destination does not remove it as a leftover. :meth:`finish`
+    (after the lock is released) copies if needed and renames the temp
+    name over the destination, durably: the destination is always either
+    its previous file or the whole image. Call :meth:`abort` instead to
+    undo :meth:`take`.
 
     :param master: the master's path.
     :param dest: the destination.
@@ -238,6 +241,7 @@ class HandOut:
         self.dest = dest
         self._part = None
         self._source = None
+        self._guard = None
 
     def take(self):
         """Record the use of the master and reserve its inode.
@@ -261,6 +265,9 @@ class HandOut:
         if current is not None and (current.st_dev, current.st_ino) == (
                 stat.st_dev, stat.st_ino):
             return
+        # The temp name is locked (flock) until finish, as part_path locks
+        # its files: another write to the destination removes the temp
+        # files nobody holds, and this one must not look like a leftover.
         part = fileutils.part_path(self.dest)
         try:
             os.unlink(part)
@@ -274,8 +281,17 @@ class HandOut:
                               'master': self.master, 'dest': self.dest,
                               'error': os.strerror(error.errno)})
                 self._source = open(self.master, 'rb')
+                # The name just unlinked lost its lock: copy into a new
+                # one, which part_path locks.
+                fileutils.remove_quietly(part)
+                part = fileutils.part_path(self.dest)
+            else:
+                # Shared: every hand-out of one master may hold it.
+                self._guard = _lock_shared(part)
         except BaseException:
             fileutils.remove_quietly(part)
+            self._part = None
+            self.abort()
             raise
         self._part = part
 
@@ -302,6 +318,20 @@ class HandOut:
         if self._part is not None:
             fileutils.remove_quietly(self._part)
             self._part = None
+        if self._guard is not None:
+            os.close(self._guard)
+            self._guard = None
+
+
+def _lock_shared(path):
+    """Open a file and hold a shared ``flock`` on it; returns the fd."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def hand_out(master, dest):

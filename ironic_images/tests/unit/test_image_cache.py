@@ -498,6 +498,42 @@ class MastersTestCase(CacheDirTestCase):
         self.assertEqual(DATA, self.read(dest))
         self.assertEqual(['dest'], os.listdir(self.other_dir))
 
+    def test_taken_link_is_not_a_leftover_once_the_master_is_replaced(self):
+        master = self.put('url-a')
+        dest = os.path.join(self.other_dir, 'dest')
+        handout = cache_masters.HandOut(master, dest)
+        handout.take()
+        # A new version replaces the master, then another write to the
+        # same destination starts by removing the temp files nobody holds.
+        os.unlink(master)
+        self.put('url-a', NEW_DATA)
+        self.assertEqual([], fileutils.remove_stale_parts(dest))
+        handout.finish()
+        self.assertEqual(DATA, self.read(dest))
+        self.assertEqual(['dest'], os.listdir(self.other_dir))
+
+    def test_copy_in_progress_is_not_a_leftover(self):
+        master = self.put('url-a')
+        dest = os.path.join(self.other_dir, 'dest')
+        copy_range = cache_masters._copy_range
+        removed = []
+
+        def _copy_range(*args):
+            # Another write to the same destination starts meanwhile.
+            removed.extend(fileutils.remove_stale_parts(dest))
+            return copy_range(*args)
+
+        handout = cache_masters.HandOut(master, dest)
+        with mock.patch.object(os, 'link', autospec=True,
+                               side_effect=OSError(errno.EXDEV, 'xdev')):
+            handout.take()
+        with mock.patch.object(cache_masters, '_copy_range', autospec=True,
+                               side_effect=_copy_range):
+            handout.finish()
+        self.assertEqual([], removed)
+        self.assertEqual(DATA, self.read(dest))
+        self.assertEqual(['dest'], os.listdir(self.other_dir))
+
     def test_abort_leaves_nothing(self):
         master = self.put('url-a')
         handout = cache_masters.HandOut(
