@@ -186,6 +186,27 @@ def _die_with_parent():
         pass  # not Linux: the conversion just runs to its end
 
 
+def _gate(source, format, image_href):
+    """Pass a source through the safety gate before qemu-img opens it.
+
+    ``qemu-img -f raw`` never interprets the data, so a raw source needs
+    no gate (a raw volume may hold anything, a qcow2 header included).
+    Any other format is inspected and must pass
+    :func:`ironic_images.inspection.check_image`, as a fetched image does:
+    qemu-img follows what a qcow2 or VMDK header names (backing files,
+    data files, extents) as soon as it opens the file, even for ``info``.
+
+    :returns: the qemu-img name of the format the gate accepted.
+    :raises: InvalidImage, ImageUnacceptable, ImageNotFound.
+    """
+    qemu_format = fixup_disk_format(format)
+    if qemu_format == 'raw':
+        return qemu_format
+    detected = inspection.inspect_file(source, image_href)
+    return fixup_disk_format(
+        inspection.check_image(detected, image_href, format))
+
+
 def _check_info(info, qemu_format, image_href):
     """Check qemu-img's view of an image again: defence in depth.
 
@@ -385,17 +406,20 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
                   image_href=None, source_info=None):
     """Convert an image with qemu-img, atomically.
 
-    Checks ``source`` with :func:`qemu_img_info` (unless ``source_info`` is
-    given), runs ``qemu-img convert -f SRC -O OUT -W -m N -S 4k`` (``-t
-    none`` when the destination's directory supports direct I/O) under the
-    memory cap into a temp file beside ``dest``, retried up to
+    Unless ``source_info`` is given, ``source`` first passes the safety
+    gate of :func:`ironic_images.inspection.check_image` (format
+    inspection, safety checks, ``[image_format]permitted_formats``, the
+    declared format; not for a raw source, which qemu-img never
+    interprets) and :func:`qemu_img_info`. Then it runs ``qemu-img
+    convert -f SRC -O OUT -W -m N -S 4k`` (``-t none`` when the
+    destination's directory supports direct I/O) under the memory cap
+    into a temp file beside ``dest``, retried up to
     ``[image_convert]attempts`` times on ENOMEM/EAGAIN-like failures,
     inspects the result, which must be the requested format, then fsyncs it
     and renames it to ``dest``. On any failure nothing is left at ``dest``
     (an existing file there is kept) and no temp file remains.
 
-    :param source: the source image file, already passed by the format
-        inspector.
+    :param source: the source image file.
     :param dest: the output path.
     :param out_format: raw, qcow2, vmdk, vhd (or vpc) or vhdx.
     :param src_format: the source's format (Glance or qemu-img name);
@@ -405,16 +429,20 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
     :param image_href: the image's href, for messages (default:
         ``source``).
     :param source_info: the result of :func:`qemu_img_info` for
-        ``source``, to save running it again.
+        ``source``, from a caller that has passed it through the safety
+        gate already (as :mod:`ironic_images.image_fetch` does); both
+        checks are then skipped.
     :raises: ImageConvertFailed when an argument is not supported,
         qemu-img fails or hits a limit, or the output is not the requested
         format.
-    :raises: InvalidImage, ImageUnacceptable from :func:`qemu_img_info`.
+    :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
+        safety gate and :func:`qemu_img_info`.
     """
     image_href = image_href or source
     qemu_src, qemu_out = _validate_convert_args(
         src_format, out_format, out_subformat, image_href)
     if source_info is None:
+        qemu_src = _gate(source, src_format, image_href)
         qemu_img_info(source, qemu_src, image_href=image_href)
 
     try:
@@ -463,7 +491,8 @@ def _fsync(path):
 def resize_image(source, size, file_format, image_href=None):
     """Change the virtual size of an image in place.
 
-    The image is checked with :func:`qemu_img_info` first, then
+    The image passes the safety gate (as in :func:`convert_image`) and
+    :func:`qemu_img_info` first, then
     ``qemu-img resize -f FORMAT`` runs under the caps. Shrinking is
     refused by qemu-img (no ``--shrink``), so no data is cut off.
 
@@ -474,7 +503,8 @@ def resize_image(source, size, file_format, image_href=None):
         ``source``).
     :raises: ImageConvertFailed when the size is not a positive integer or
         qemu-img fails.
-    :raises: InvalidImage, ImageUnacceptable from :func:`qemu_img_info`.
+    :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
+        safety gate and :func:`qemu_img_info`.
     """
     image_href = image_href or source
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
@@ -482,7 +512,12 @@ def resize_image(source, size, file_format, image_href=None):
             image_href=image_href,
             reason=_('cannot resize to %r: the size must be a positive '
                      'number of bytes') % (size,))
-    qemu_format = fixup_disk_format(file_format)
+    if not file_format:
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('the image format must be given; qemu-img never '
+                     'guesses it'))
+    qemu_format = _gate(source, file_format, image_href)
     qemu_img_info(source, qemu_format, image_href=image_href)
     try:
         _execute('resize', '-f', qemu_format, _local(source), str(size))

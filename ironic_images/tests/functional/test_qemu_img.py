@@ -87,6 +87,10 @@ class QemuImgTestCase(base.TestCase):
         servers_base.require_binary('qemu-img')
         qemu_img._supports_direct_io.cache_clear()
         self.addCleanup(qemu_img._supports_direct_io.cache_clear)
+        # Every input format of the matrix; the safety gate still runs.
+        self.config(permitted_formats=['raw', 'gpt', 'qcow2', 'iso', 'vmdk',
+                                       'vhdx', 'vhd', 'vdi'],
+                    group='image_format')
         self.work = self.useFixture(fixtures.TempDir()).path
         self.out_dir = os.path.join(self.work, 'out')
         os.mkdir(self.out_dir)
@@ -193,6 +197,25 @@ class ConvertTestCase(QemuImgTestCase):
         self.assertIn('http://host/garbage', str(e))
         self.assertIn('qcow2', str(e))
         self.assertNothingIn(self.out_dir)
+
+    def test_hostile_input_never_reaches_qemu_img(self):
+        # qemu-img info would open what these name; the format inspector
+        # refuses them first.
+        execute = self.useFixture(fixtures.MockPatch(
+            'oslo_concurrency.processutils.execute',
+            wraps=processutils.execute)).mock
+        for kind, fmt in (('qcow2-backing-file', 'qcow2'),
+                          ('qcow2-data-file', 'qcow2'),
+                          ('vmdk-flat-host-file', 'vmdk'),
+                          ('vmdk-monolithic-flat', 'vmdk')):
+            source = self.make(kind)
+            dest = os.path.join(self.out_dir, 'disk.raw')
+            self.assertRaises(exception.InvalidImage, qemu_img.convert_image,
+                              source, dest, 'raw', fmt)
+            self.assertRaises(exception.InvalidImage, qemu_img.resize_image,
+                              source, 2 * SIZE, fmt)
+            self.assertNothingIn(self.out_dir)
+        execute.assert_not_called()
 
     def test_failed_convert_leaves_nothing(self):
         # A source_info from elsewhere skips the info run: qemu-img convert

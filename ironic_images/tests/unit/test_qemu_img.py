@@ -21,8 +21,10 @@ import fixtures
 from oslo_concurrency import processutils
 
 from ironic_images import exception
+from ironic_images import inspection
 from ironic_images import qemu_img
 from ironic_images.tests import base
+from ironic_images.tests.functional import images
 
 MiB = 1024 * 1024
 
@@ -54,6 +56,15 @@ class Detected(object):
         self.format = fmt
 
 
+def write_qcow2(path, **kwargs):
+    """A qcow2 header the format inspector reads (no tables follow)."""
+    data = bytearray(MiB)
+    header = images.qcow2_header(4 * MiB, **kwargs)
+    data[:len(header)] = header
+    with open(path, 'wb') as f:
+        f.write(data)
+
+
 class QemuImgTestCase(base.TestCase):
 
     def setUp(self):
@@ -63,8 +74,7 @@ class QemuImgTestCase(base.TestCase):
         qemu_img._supports_direct_io.cache_clear()
         self.addCleanup(qemu_img._supports_direct_io.cache_clear)
         self.source = os.path.join(self.images_dir, 'source.qcow2')
-        with open(self.source, 'wb') as f:
-            f.write(b'source')
+        write_qcow2(self.source)
         self.dest = os.path.join(self.images_dir, 'dest.raw')
 
     def listing(self):
@@ -202,9 +212,15 @@ class ConvertTestCase(QemuImgTestCase):
 
     def setUp(self):
         super().setUp()
+        # The source goes through the real inspector (the safety gate);
+        # the output is what each test says it is.
+        self.real_inspect = inspection.inspect_file
         self.inspect = self.useFixture(fixtures.MockPatch(
             'ironic_images.inspection.inspect_file',
             return_value=Detected('raw'))).mock
+        self.inspect.side_effect = lambda path, image_href=None: (
+            self.real_inspect(path, image_href) if path == self.source
+            else mock.DEFAULT)
         self.useFixture(fixtures.MockPatch('time.sleep'))
         self.converts = []
         self.convert_outcomes = []
@@ -238,7 +254,7 @@ class ConvertTestCase(QemuImgTestCase):
         self.assertEqual(('qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw',
                           '-W', '-m', '16', '-S', '4k', '-t', 'none',
                           self.source, part), args)
-        self.inspect.assert_called_once_with(part, image_href=self.source)
+        self.inspect.assert_called_with(part, image_href=self.source)
 
     def test_source_checked_first(self):
         self.convert()
@@ -275,7 +291,7 @@ class ConvertTestCase(QemuImgTestCase):
 
     def test_vhd_is_vpc(self):
         self.inspect.return_value = Detected('vhd')
-        self.convert('vhd', src_format='vhd')
+        self.convert('vhd', src_format='vhd', source_info=mock.sentinel.info)
         args = self.converts[0][0]
         self.assertEqual(['-f', 'vpc', '-O', 'vpc'], list(args[2:6]))
 
@@ -326,8 +342,13 @@ class ConvertTestCase(QemuImgTestCase):
         self.assertEqual(['source.qcow2'], self.listing())
 
     def test_output_inspection_fails(self):
-        self.inspect.side_effect = exception.InvalidImage(
-            image_href='x', reason='safety check failed')
+        def inspect(path, image_href=None):
+            if path == self.source:
+                return self.real_inspect(path, image_href)
+            raise exception.InvalidImage(image_href='x',
+                                         reason='safety check failed')
+
+        self.inspect.side_effect = inspect
         e = self.assertRaises(exception.ImageConvertFailed, self.convert)
         self.assertIn('safety check failed', str(e))
         self.assertEqual(['source.qcow2'], self.listing())
@@ -381,6 +402,37 @@ class ConvertTestCase(QemuImgTestCase):
         self.assertIn('cannot create a file', str(e))
         self.assertEqual(['source.qcow2'], self.listing())
 
+    def test_hostile_source_never_reaches_qemu_img(self):
+        # A backing file the format inspector sees: refused before any
+        # qemu-img process opens the file (qemu-img info would follow it).
+        write_qcow2(self.source, backing_offset=512)
+        e = self.assertRaises(exception.InvalidImage, self.convert)
+        self.assertIn('backing_file check failed', str(e))
+        self.execute.assert_not_called()
+        self.assertEqual(['source.qcow2'], self.listing())
+
+    def test_source_of_another_format_refused(self):
+        # Declared qcow2, detected raw: qemu-img -f qcow2 would never run
+        # on what the inspector could not vouch for.
+        with open(self.source, 'wb') as f:
+            f.write(b'not an image header' * 100)
+        e = self.assertRaises(exception.ImageUnacceptable, self.convert)
+        self.assertIn('format_match check failed', str(e))
+        self.execute.assert_not_called()
+
+    def test_source_format_not_permitted(self):
+        self.config(permitted_formats=['raw'], group='image_format')
+        e = self.assertRaises(exception.ImageUnacceptable, self.convert)
+        self.assertIn('permitted_formats check failed', str(e))
+        self.execute.assert_not_called()
+
+    def test_raw_source_read_as_raw_whatever_it_holds(self):
+        # -f raw never interprets the data: a raw volume whose guest wrote
+        # a qcow2 header is converted as the raw disk it is.
+        self.convert(src_format='raw')
+        args = self.converts[0][0]
+        self.assertEqual(['-f', 'raw'], list(args[2:4]))
+
     def test_interrupted_cleans_up(self):
         self.convert_outcomes = [KeyboardInterrupt()]
         self.assertRaises(KeyboardInterrupt, self.convert)
@@ -416,9 +468,9 @@ class ResizeTestCase(QemuImgTestCase):
 
     def test_resize(self):
         self.execute.side_effect = [(info_json(), ''), ('', '')]
-        qemu_img.resize_image('/img', 8 * MiB, 'qcow2')
+        qemu_img.resize_image(self.source, 8 * MiB, 'qcow2')
         args, kwargs = self.execute.call_args
-        self.assertEqual(('qemu-img', 'resize', '-f', 'qcow2', '/img',
+        self.assertEqual(('qemu-img', 'resize', '-f', 'qcow2', self.source,
                           str(8 * MiB)), args)
         self.assertEqual(2048 * MiB, kwargs['prlimit'].address_space)
 
@@ -432,8 +484,14 @@ class ResizeTestCase(QemuImgTestCase):
         self.execute.return_value = (info_json(**{
             'backing-filename': 'base'}), '')
         self.assertRaises(exception.InvalidImage, qemu_img.resize_image,
-                          '/img', 8 * MiB, 'qcow2')
+                          self.source, 8 * MiB, 'qcow2')
         self.assertEqual(1, self.execute.call_count)
+
+    def test_hostile_image_never_reaches_qemu_img(self):
+        write_qcow2(self.source, backing_offset=512)
+        self.assertRaises(exception.InvalidImage, qemu_img.resize_image,
+                          self.source, 8 * MiB, 'qcow2')
+        self.execute.assert_not_called()
 
     def test_failure(self):
         self.execute.side_effect = [
@@ -441,7 +499,8 @@ class ResizeTestCase(QemuImgTestCase):
             failure("qemu-img: Use the --shrink option to perform a shrink "
                     "operation.")]
         e = self.assertRaises(exception.ImageConvertFailed,
-                              qemu_img.resize_image, '/img', MiB, 'qcow2')
+                              qemu_img.resize_image, self.source, MiB,
+                              'qcow2')
         self.assertIn('--shrink', str(e))
 
 
