@@ -71,12 +71,13 @@ Source.__doc__ = """An image as the cache sees it.
 """
 
 
-def identify(href, ctx=None, image_auth_data=None):
+def identify(href, ctx=None, image_auth_data=None, cpu_arch=None):
     """Tell which master an image has.
 
     :param href: the image.
     :param ctx: the request context, or None.
     :param image_auth_data: credentials for the driver, or None.
+    :param cpu_arch: for an OCI index, the architecture to pick, or None.
     :returns: a :class:`Source`.
     :raises: UnknownImageService; for ``oci://``, what
         ``identify_specific_image`` raises, and ImageNotFound when no
@@ -87,11 +88,12 @@ def identify(href, ctx=None, image_auth_data=None):
     if scheme == image_service.OCI_SCHEME:
         if image_auth_data is not None and service.is_auth_set_needed:
             service.set_image_auth(href, image_auth_data)
-        artifact = service.identify_specific_image(href)
+        artifact = service.identify_specific_image(href, cpu_arch=cpu_arch)
         if not artifact:
             raise exception.ImageNotFound(
                 image_href=href,
-                reason=_('no artifact of it matches this host'))
+                reason=_('no artifact matches architecture %s')
+                % (cpu_arch or _('any')))
         name = 'oci-' + _UNSAFE.sub('-', artifact[
             'image_container_blob_digest'])
         return Source(KIND_OCI, name, artifact['oci_image_manifest_url'],

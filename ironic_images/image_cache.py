@@ -108,7 +108,7 @@ class ImageCache:
     def fetch_image(self, href, dest, ctx=None, force_raw=True,
                     expected_format=None, expected_checksum=None,
                     expected_checksum_algo=None, image_auth_data=None,
-                    progress=None):
+                    progress=None, cpu_arch=None):
         """Put an image at ``dest``, from the cache when it can.
 
         :param href: the image: a Glance UUID or ``glance://``,
@@ -127,6 +127,8 @@ class ImageCache:
             :func:`ironic_images.image_service.get_image_service_auth_override`
             returns, or None.
         :param progress: ``progress(done, total)`` callable, or None.
+        :param cpu_arch: for an ``oci://`` index: the architecture whose
+            artifact to fetch (the node's), or None for any.
         :returns: a :class:`CachedImage`.
         :raises: what :func:`ironic_images.image_utils.fetch` raises
             (ImageChecksumError, ImageUnacceptable, ...: the master is then
@@ -139,7 +141,7 @@ class ImageCache:
             return self._fetch_image(
                 started, href, dest, ctx, force_raw, expected_format,
                 expected_checksum, expected_checksum_algo, image_auth_data,
-                progress)
+                progress, cpu_arch)
         except OSError as error:
             raise exception.ImageDownloadFailed(
                 image_href=href, reason=_('master-image cache %(dir)s: '
@@ -148,11 +150,12 @@ class ImageCache:
 
     def _fetch_image(self, started, href, dest, ctx, force_raw,
                      expected_format, expected_checksum,
-                     expected_checksum_algo, image_auth_data, progress):
+                     expected_checksum_algo, image_auth_data, progress,
+                     cpu_arch):
         self._prepare()
         expected = checksum_utils.resolve_checksum(
             expected_checksum, expected_checksum_algo, href)
-        source = cache_masters.identify(href, ctx, image_auth_data)
+        source = cache_masters.identify(href, ctx, image_auth_data, cpu_arch)
         name = source.name + (RAW_SUFFIX if force_raw else '')
         master = os.path.join(self.master_dir, name)
         args = dict(ctx=ctx, force_raw=force_raw,

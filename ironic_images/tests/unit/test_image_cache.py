@@ -585,6 +585,10 @@ class FakeOciService:
 
     def identify_specific_image(self, href, image_download_source=None,
                                 cpu_arch=None):
+        if cpu_arch == 'aarch64':
+            return dict(self.artifact, image_container_blob_digest='sha256:'
+                        + 'aa' * 32, oci_image_manifest_url=self.artifact[
+                            'oci_image_manifest_url'].replace('ab', 'cd'))
         return self.artifact
 
 
@@ -767,6 +771,18 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.service.artifact = {}
         self.assertRaises(exception.ImageNotFound, self.fetch, 'three',
                           href=href)
+
+    def test_oci_artifact_is_the_callers_architecture(self):
+        self.service = FakeOciService()
+        href = 'oci://registry.example.com/disk:latest'
+        default = self.fetch('one', href=href)
+        arm = self.fetch('two', href=href, cpu_arch='aarch64')
+        self.assertFalse(arm.hit)
+        self.assertEqual('oci-sha256-' + 'aa' * 32,
+                         os.path.basename(arm.master))
+        self.assertNotEqual(default.master, arm.master)
+        self.assertEqual('oci://registry.example.com/disk@sha256:'
+                         + 'cd' * 32, self.fetches[-1]['href'])
 
     def test_other_schemes_compare_show(self):
         self.service = FakeOtherService()
