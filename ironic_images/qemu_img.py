@@ -173,17 +173,26 @@ def _execute(*args, cpu_time=True):
 _PR_SET_PDEATHSIG = 1
 
 
+def _load_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: a conversion just runs to its end
+
+
+# Looked up once, here: the child must not dlopen() between fork and exec,
+# where a loader lock held by another thread of the parent never unlocks.
+_prctl = _load_prctl()
+
+
 def _die_with_parent():
     """In the child: be killed when the process that started it dies.
 
     A conversion whose caller was killed would otherwise run on, writing a
     temp file nobody will rename (the next fetch removes it).
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the conversion just runs to its end
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _gate(source, format, image_href):

@@ -20,6 +20,7 @@ the same data pattern.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -359,6 +360,21 @@ class InfoTestCase(QemuImgTestCase):
         self.assertRegex(out, r'Max cpu time\s+17\s+17')
         self.assertRegex(out, r'Max address space\s+%d\s+%d'
                          % (333 * MiB, 333 * MiB))
+
+
+class DieWithParentTestCase(base.TestCase):
+
+    def test_parent_death_signal_set(self):
+        # What the child set, read back with PR_GET_PDEATHSIG (2).
+        code = ('import ctypes\n'
+                'value = ctypes.c_int()\n'
+                'ctypes.CDLL(None).prctl(2, ctypes.byref(value))\n'
+                'print(value.value)\n')
+        out = subprocess.run([sys.executable, '-c', code],
+                             preexec_fn=qemu_img._die_with_parent,
+                             capture_output=True, text=True, check=True,
+                             stdin=subprocess.DEVNULL).stdout
+        self.assertEqual(str(int(signal.SIGKILL)), out.strip())
 
 
 class ResizeTestCase(QemuImgTestCase):

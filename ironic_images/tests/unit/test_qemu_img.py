@@ -504,6 +504,24 @@ class ResizeTestCase(QemuImgTestCase):
         self.assertIn('--shrink', str(e))
 
 
+class DieWithParentTestCase(base.TestCase):
+
+    def test_child_loads_no_library(self):
+        # _die_with_parent runs in the child between fork and exec: a
+        # dlopen() there can deadlock on a loader lock another thread of
+        # the parent held at fork time. prctl is looked up beforehand.
+        with mock.patch.object(qemu_img.ctypes, 'CDLL', autospec=True,
+                               side_effect=AssertionError('dlopen in the '
+                                                          'child')), \
+                mock.patch.object(qemu_img, '_prctl', autospec=True) as prctl:
+            qemu_img._die_with_parent()
+        prctl.assert_called_once_with(1, qemu_img.signal.SIGKILL)
+
+    def test_without_prctl(self):
+        with mock.patch.object(qemu_img, '_prctl', None):
+            qemu_img._die_with_parent()
+
+
 class VersionTestCase(QemuImgTestCase):
 
     def setUp(self):
