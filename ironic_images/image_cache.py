@@ -58,6 +58,7 @@ from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images import fileutils
+from ironic_images import image_checks
 from ironic_images import image_utils
 from ironic_images import masking
 
@@ -212,6 +213,15 @@ class ImageCache:
         if meta is None:
             return None
         if expected_format and expected_format not in meta['formats']:
+            return None
+        # A master converted to raw passed the policy as its source did;
+        # any other is handed out in its own format. Downloading it again
+        # applies the policy of now, or fails as it would uncached.
+        if not (master.endswith(RAW_SUFFIX)
+                or _format_permitted(meta.get('format'), expected_format)):
+            LOG.info('The master %(master)s is %(format)s, which '
+                     '[image_format] no longer lets through',
+                     {'master': master, 'format': meta.get('format')})
             return None
         if (source.kind not in cache_masters.IMMUTABLE_KINDS
                 and meta['validated_at'] < started):
@@ -387,6 +397,18 @@ class ImageCache:
 def _describe(error):
     text = os.strerror(error.errno) if error.errno else str(error)
     return '%s: %s' % (error.filename, text) if error.filename else text
+
+
+def _format_permitted(fmt, expected_format):
+    """Whether ``[image_format]`` as it is now lets a file of ``fmt`` out.
+
+    The operator may have refused the format since the master was
+    fetched, or made a declared format binding.
+    """
+    if fmt not in image_checks.permitted_formats():
+        return False
+    return not (expected_format and CONF.image_format.require_format_match
+                and not image_checks.format_matches(fmt, expected_format))
 
 
 def _result(dest, master, hit, meta):

@@ -745,6 +745,25 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertTrue(self.fetch('two', expected_format='qcow2').hit)
         self.assertFalse(self.fetch('three', expected_format='vmdk').hit)
 
+    def test_format_policy_of_now_applies_to_a_hit(self):
+        self.fetch('one', href=GLANCE_ID)
+        self.fetch('one-raw', href=GLANCE_ID, force_raw=True)
+        # The operator no longer permits qcow2: the qcow2 master is not
+        # handed out (downloading it again applies the policy); a master
+        # converted to raw passed the policy as its source did.
+        self.config(permitted_formats=['raw'], group='image_format')
+        self.assertFalse(self.fetch('two', href=GLANCE_ID).hit)
+        self.config(permitted_formats=['qcow2'], group='image_format')
+        self.assertTrue(self.fetch('three', href=GLANCE_ID,
+                                   force_raw=True).hit)
+        # Nor is one declared as another format once they must match.
+        self.config(require_format_match=False, group='image_format')
+        self.fetch('four', href=GLANCE_ID, expected_format='vhd')
+        self.config(require_format_match=True, group='image_format')
+        self.assertFalse(self.fetch('five', href=GLANCE_ID,
+                                    expected_format='vhd').hit)
+        self.assertEqual(5, len(self.fetches))
+
     def test_glance_images_are_never_revalidated(self):
         sha512 = 'sha512:' + hashlib.sha512(DATA).hexdigest()
         first = self.fetch('one', href=GLANCE_ID)
