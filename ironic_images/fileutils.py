@@ -68,11 +68,18 @@ def part_path(dest):
     while True:
         fd, path = tempfile.mkstemp(prefix='.%s.' % name,
                                     suffix=PART_SUFFIX, dir=directory)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        # A cleaner may have removed the file between its creation and
-        # the lock: then make another.
-        if _is_open_file(path, fd):
-            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A cleaner may have removed the file between its creation
+            # and the lock: then make another.
+            if _is_open_file(path, fd):
+                break
+        except BaseException:
+            # e.g. ENOLCK: a file system without locks.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            os.close(fd)
+            raise
         os.close(fd)
     with _HELD_LOCK:
         _HELD[path] = fd

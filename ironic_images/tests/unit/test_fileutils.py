@@ -12,7 +12,9 @@
 
 """Tests of atomic file writes."""
 
+import errno
 import os
+from unittest import mock
 
 from ironic_images import fileutils
 from ironic_images.tests import base
@@ -168,3 +170,39 @@ class PartPathTestCase(base.TestCase):
         open(path, 'wb').close()
         fileutils.remove_quietly(path)
         self.assertFalse(os.path.exists(path))
+
+
+def _open_fds():
+    return set(os.listdir('/proc/self/fd'))
+
+
+class HeldPartsTestCase(base.TestCase):
+    """The lock a temp file is held by, and what the cleaner leaves."""
+
+    def setUp(self):
+        super().setUp()
+        self.dest = os.path.join(self.images_dir, 'x.img')
+
+    def part(self):
+        part = fileutils.part_path(self.dest)
+        self.addCleanup(fileutils.remove_quietly, part)
+        return part
+
+    def test_lock_failure_leaks_nothing(self):
+        # flock fails on some file systems (ENOLCK on NFS without lockd):
+        # neither the descriptor nor the new file may stay behind.
+        before = _open_fds()
+        with mock.patch.object(fileutils.fcntl, 'flock', autospec=True,
+                               side_effect=OSError(errno.ENOLCK, 'no locks')):
+            self.assertRaises(OSError, fileutils.part_path, self.dest)
+        self.assertEqual(before, _open_fds())
+        self.assertEqual([], os.listdir(self.images_dir))
+        self.assertEqual({}, fileutils._HELD)
+
+    def test_commit_releases_the_lock(self):
+        before = _open_fds()
+        part = fileutils.part_path(self.dest)
+        fileutils.commit(part, self.dest)
+        self.assertEqual(before, _open_fds())
+        self.assertNotIn(part, fileutils._HELD)
+
