@@ -108,7 +108,9 @@ def remove_stale_parts(dest):
 
     A temp file is stale when nobody holds its lock: its writer died.
     Temp files with more than one link (the file:// driver's hardlinks)
-    are left alone: removing them would free nothing.
+    are left alone: removing them would free nothing. So are the names
+    this process holds, even when a writer put another file there than
+    the locked one (the lock is on the file, not on the name).
 
     :param dest: the final path whose ``.NAME.XXXXXXXX.part`` are looked
         at.
@@ -123,9 +125,11 @@ def remove_stale_parts(dest):
                  if pattern.fullmatch(entry)]
     except OSError:
         return removed
+    with _HELD_LOCK:
+        held = set(_HELD)
     for entry in names:
         path = os.path.join(directory, entry)
-        if _remove_if_stale(path):
+        if path not in held and _remove_if_stale(path):
             removed.append(entry)
     if removed:
         LOG.info('Removed %(n)d temp file(s) left in %(dir)s by an '

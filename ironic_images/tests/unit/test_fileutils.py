@@ -199,6 +199,19 @@ class HeldPartsTestCase(base.TestCase):
         self.assertEqual([], os.listdir(self.images_dir))
         self.assertEqual({}, fileutils._HELD)
 
+    def test_replaced_file_of_a_live_writer_kept(self):
+        # A writer of this process that put another file at its temp name
+        # (unlink, then copy: the new inode is not the locked one) is
+        # still alive: the next temp file of the same dest must not take
+        # its file away.
+        part = self.part()
+        os.unlink(part)
+        with open(part, 'wb') as f:
+            f.write(b'copy in progress')
+        self.part()
+        self.assertTrue(os.path.exists(part))
+        self.assertEqual([], fileutils.remove_stale_parts(self.dest))
+
     def test_commit_releases_the_lock(self):
         before = _open_fds()
         part = fileutils.part_path(self.dest)
