@@ -40,6 +40,17 @@ _HELD = {}
 _HELD_LOCK = threading.Lock()
 
 
+def _after_fork_in_child():
+    # Another thread may have held the lock at fork time; no thread of the
+    # child will release it. The descriptors (and their locks, shared with
+    # the parent) stay: the parent's writers are still alive.
+    global _HELD_LOCK
+    _HELD_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def fsync_dir(path):
     """Make a rename or link in directory ``path`` durable.
 

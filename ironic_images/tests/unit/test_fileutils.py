@@ -14,6 +14,7 @@
 
 import errno
 import os
+import signal
 from unittest import mock
 
 from ironic_images import fileutils
@@ -219,3 +220,18 @@ class HeldPartsTestCase(base.TestCase):
         self.assertEqual(before, _open_fds())
         self.assertNotIn(part, fileutils._HELD)
 
+    def test_forked_child_not_deadlocked(self):
+        # A fork while another thread holds the registry's lock: the
+        # child gets the lock locked, with no thread to release it.
+        with fileutils._HELD_LOCK:
+            pid = os.fork()
+            if pid == 0:  # the child
+                status = 1
+                try:
+                    signal.alarm(10)
+                    fileutils.remove_quietly(fileutils.part_path(self.dest))
+                    status = 0
+                finally:
+                    os._exit(status)
+        _pid, status = os.waitpid(pid, 0)
+        self.assertEqual(0, status)
