@@ -173,15 +173,19 @@ def _remove_if_stale(path):
         os.close(fd)
 
 
-def commit(part, dest):
-    """Atomically move a finished temp file to its destination, durably.
+def commit(part, dest, durable=True):
+    """Atomically move a finished temp file to its destination.
 
-    :param part: the temp file, already fsynced.
+    The temp file's lock is released once it is renamed.
+
+    :param part: the temp file, already fsynced when ``durable``.
     :param dest: the final path; replaced if it exists.
+    :param durable: fsync the directory, so the rename survives a crash.
     """
     os.replace(part, dest)
     _release(part)
-    fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    if durable:
+        fsync_dir(os.path.dirname(os.path.abspath(dest)))
 
 
 def remove_quietly(path):

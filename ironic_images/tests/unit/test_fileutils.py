@@ -220,6 +220,16 @@ class HeldPartsTestCase(base.TestCase):
         self.assertEqual(before, _open_fds())
         self.assertNotIn(part, fileutils._HELD)
 
+    def test_commit_not_durable(self):
+        before = _open_fds()
+        part = fileutils.part_path(self.dest)
+        with mock.patch.object(fileutils, 'fsync_dir',
+                               autospec=True) as fsync_dir:
+            fileutils.commit(part, self.dest, durable=False)
+        fsync_dir.assert_not_called()
+        self.assertTrue(os.path.exists(self.dest))
+        self.assertEqual(before, _open_fds())
+
     def test_forked_child_not_deadlocked(self):
         # A fork while another thread holds the registry's lock: the
         # child gets the lock locked, with no thread to release it.
