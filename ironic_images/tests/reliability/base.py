@@ -30,6 +30,7 @@ import random
 import signal
 import socket
 import sys
+import time
 
 import fixtures
 import hypothesis
@@ -72,17 +73,28 @@ def bounded(seconds=HANG_SECONDS, what='the call'):
     """Fail with :class:`Hang` if the block runs longer than ``seconds``.
 
     Uses SIGALRM, so only in the main thread (where stestr runs tests).
+    The test's own timeout (``fixtures.Timeout``) uses the same timer: it
+    is re-armed afterwards with what was left of it, and fires first when
+    it is due before ``seconds``.
     """
     def _alarm(_signum, _frame):
         raise Hang('%s took more than %ss' % (what, seconds))
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer = signal.setitimer(signal.ITIMER_REAL, seconds)[0]
+    if outer and outer < seconds:
+        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_REAL, outer)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            left = outer - (time.monotonic() - started)
+            # Already due: fire the test's timeout now, not never.
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
 
 
 def seeded_random(test):
