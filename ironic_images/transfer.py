@@ -225,10 +225,20 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
     :param chunk_size: bytes per buffer; default [download]chunk_size.
     :returns: a :class:`TransferResult`.
     :raises: ImageDownloadFailed for a short, long, cancelled or unwritable
-        transfer; whatever the source or a stage raised when it is one of
-        our exceptions.
+        transfer, or an ``expected_size`` that is not a number of bytes;
+        whatever the source or a stage raised when it is one of our
+        exceptions.
     """
     chunk_size = chunk_size or CONF.download.chunk_size
+    if expected_size is not None and (
+            isinstance(expected_size, bool)
+            or not isinstance(expected_size, int) or expected_size < 0):
+        # It comes from a server (a Glance record, a manifest): a list
+        # would escape as TypeError, a negative size stream byte by byte.
+        raise exception.ImageDownloadFailed(
+            image_href=image_href,
+            reason=_('the declared size %r is not a number of bytes')
+            % (expected_size,))
     if expected_size is not None and expected_size < chunk_size:
         # Small bodies do not need large buffers.
         chunk_size = max(expected_size, 1)

@@ -303,3 +303,23 @@ class TestChecksumAlgorithmNotAString(base.ReliabilityTestCase):
                               'glance://x')
         self.assertEqual('sha256', checksum_utils.parse_checksum(
             'a' * 64, 'SHA256', 'x').algorithm)
+
+
+class TestDeclaredSizeNotANumber(base.ReliabilityTestCase):
+    """Found by test_fuzz_glance: a record's size escaped as TypeError.
+
+    A Glance record whose ``size`` is a list reached transfer.stream as
+    the expected size: TypeError out of download. A negative size made it
+    stream with one-byte buffers.
+    """
+
+    def test_refused(self):
+        for size in ([1], '10', 1.5, -1, True):
+            source = transfer.IterableSource([b'x' * 10])
+            e = self.assertRaises(exception.ImageDownloadFailed,
+                                  transfer.stream, source, [],
+                                  'http://127.0.0.1:9/x', expected_size=size)
+            self.assertIn('size', str(e))
+        self.assertEqual(10, transfer.stream(
+            transfer.IterableSource([b'x' * 10]), [], 'http://127.0.0.1:9/x',
+            expected_size=10).size)
