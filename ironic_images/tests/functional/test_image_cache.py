@@ -36,6 +36,7 @@ from ironic_images import image_cache
 from ironic_images.image_service import http
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
+from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import nginx
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional.servers import registry
@@ -352,15 +353,22 @@ class CrashTestCase(CacheTestCase):
 
     def setUp(self):
         super().setUp()
-        self.put('slow/disk.img')
         self.put('disk.img')
         self.nginx()
+        # The download to kill: its server stalls after more than one
+        # transfer buffer ([download]chunk_size) until the test ends, so
+        # the child is killed mid-download with data in its temp file,
+        # whatever the load of the machine.
+        self.faults = self.useFixture(faults.FaultServerFixture())
+        self.stalled_url = self.faults.add('/big.img', body=IMAGE * 2)
+        self.faults.script('/big.img', [faults.stall(len(IMAGE) + 1)],
+                           method='GET')
 
-    def child(self, name, dest_name):
+    def child(self, url, dest_name):
         """A caller in its own process, ready to fetch."""
         child = subprocess.Popen(
-            [sys.executable, '-c', _CHILD, self.master_dir,
-             self.server.url_for(name), self.dest(dest_name)],
+            [sys.executable, '-c', _CHILD, self.master_dir, url,
+             self.dest(dest_name)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.addCleanup(child.wait)
         self.addCleanup(child.kill)
@@ -368,7 +376,7 @@ class CrashTestCase(CacheTestCase):
         return child
 
     def test_killed_fetch_leaves_nothing_a_restart_does_not_clean(self):
-        child = self.child('slow/disk.img', 'killed')
+        child = self.child(self.stalled_url, 'killed')
         child.stdin.write('go\n')
         child.stdin.flush()
 
@@ -378,6 +386,7 @@ class CrashTestCase(CacheTestCase):
                     and os.path.getsize(os.path.join(self.master_dir, name))]
 
         leftovers = _wait_for(_part_with_data)
+        self.assertEqual(1, len(self.faults.requests_for('/big.img', 'GET')))
         # While the download runs, its temp file is left alone.
         self.assertEqual([], self.cache.remove_leftovers())
         child.send_signal(signal.SIGKILL)
@@ -385,14 +394,18 @@ class CrashTestCase(CacheTestCase):
         self.assertEqual(leftovers, _part_with_data())
         self.assertFalse(os.path.exists(self.dest('killed')))
         # The next process to use the cache starts by removing them.
-        restarted = self.child('disk.img', 'after')
+        restarted = self.child(self.server.url_for('disk.img'), 'after')
         restarted.stdin.write('go\n')
         restarted.stdin.flush()
         result = json.loads(restarted.stdout.readline())
         self.assertEqual(0, restarted.wait(60))
         master = os.path.basename(result['master'])
         self.assertEqual([master, master + '.meta'], self.cache_names())
-        self.assertFalse(self.fetch('slow/disk.img', 'slow').hit)
+        # The killed download left no master: the image is downloaded.
+        again = self.cache.fetch_image(self.stalled_url, self.dest('again'),
+                                       force_raw=False)
+        self.assertFalse(again.hit)
+        self.assertEqual(IMAGE * 2, self.read(again.path))
 
 
 def _wait_for(check, timeout=30):
