@@ -10,9 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""qemu-img under limits: info, conversion, resize and version checks.
+"""qemu-img under limits: format names, info, resize and version checks.
 
-Every qemu-img process runs through
+Conversion is in :mod:`ironic_images.qemu_convert`; its
+:func:`~ironic_images.qemu_convert.convert_image` is importable from here
+too. Every qemu-img process runs through
 :func:`oslo_concurrency.processutils.execute` with an address-space cap
 (``[image_convert]memory_limit_mb``) and, for ``info``, a CPU-time cap
 (``[image_convert]cpu_time_limit_s``), always with an explicit ``-f`` so
@@ -20,31 +22,21 @@ qemu-img never guesses the format of untrusted data. What ``qemu-img info``
 reports is checked again (backing file, external data file, VMDK create
 type) even though the format inspector should already have refused such
 an image: defence in depth against an inspector gap.
-
-A conversion writes into a temp file beside its destination, inspects the
-result and renames it only when it is the requested format, so the
-destination is either a complete, checked image or untouched.
 """
 
 import ctypes
-import errno
-import functools
-import mmap
 import os
 import re
 import signal
-import time
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import imageutils
 from oslo_utils import units
-import tenacity
 
 from ironic_images._i18n import _
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import fileutils
 from ironic_images import inspection
 
 LOG = logging.getLogger(__name__)
@@ -56,38 +48,6 @@ _TO_QEMU = {'iso': 'raw', 'gpt': 'raw', 'vhd': 'vpc', 'ploop': 'parallels'}
 # map, "raw" stays "raw": both "iso" and "raw" become qemu-img's "raw", and
 # calling every raw image an ISO would be wrong.
 _FROM_QEMU = {'vpc': 'vhd', 'parallels': 'ploop'}
-
-# Output formats (qemu-img names) and the subformats that keep the image
-# in one file: a multi-file subformat (VMDK monolithicFlat, twoGbMaxExtent*)
-# would point outside the file we rename, and is refused on input anyway.
-_OUTPUT_SUBFORMATS = {
-    'raw': (),
-    'qcow2': (),
-    'vmdk': ('monolithicSparse', 'streamOptimized'),
-    'vpc': ('dynamic', 'fixed'),
-    'vhdx': ('dynamic', 'fixed'),
-}
-
-# What the format inspector may call a correct output of each format. A
-# raw disk that starts with a partition table or an ISO 9660 volume is
-# still raw; anything else (a raw output that looks like qcow2, say) means
-# the guest data could be mistaken for an image header later, and is
-# refused.
-_EXPECTED_DETECTION = {
-    'raw': ('raw', 'gpt', 'iso'),
-    'qcow2': ('qcow2',),
-    'vmdk': ('vmdk',),
-    'vpc': ('vhd',),
-    'vhdx': ('vhdx',),
-}
-# A fixed VHD is raw data followed by a footer that the inspector does not
-# read, so it is detected as what the raw data looks like.
-_EXPECTED_DETECTION_FIXED_VHD = _EXPECTED_DETECTION['raw'] + ('vhd',)
-
-# Messages of failures that may pass: the host was short of memory or of
-# threads at that moment (qemu prints strerror(ENOMEM) / strerror(EAGAIN)).
-_TRANSIENT_ERRNOS = (errno.ENOMEM, errno.EAGAIN)
-_TRANSIENT_MESSAGES = tuple(os.strerror(e) for e in _TRANSIENT_ERRNOS)
 
 # Longest part of qemu-img's stderr kept in an exception message.
 _MAX_REASON = 1000
@@ -128,8 +88,12 @@ def _limits(cpu_time=True):
         cpu_time=CONF.image_convert.cpu_time_limit_s if cpu_time else None)
 
 
-def _reason(error):
-    """A short reason for a failed qemu-img run, from its stderr."""
+def failure_reason(error):
+    """A short reason for a failed qemu-img run, from its stderr.
+
+    :param error: what :func:`execute` raised.
+    :returns: one line, at most about 1000 characters.
+    """
     if isinstance(error, processutils.ProcessExecutionError):
         text = (error.stderr or error.stdout or '').strip()
         code = error.exit_code
@@ -148,18 +112,29 @@ def _reason(error):
     return text
 
 
-def _local(path):
+def local_path(path):
     """An absolute path, which qemu-img cannot take for anything else.
 
     qemu-img reads ``json:{...}`` and ``PROTOCOL:...`` (nbd, http, ...)
     file names as instructions to open something else; a path that starts
     with ``/`` is always a plain local file.
+
+    :param path: a file name.
+    :returns: it, absolute.
     """
     return os.path.abspath(path)
 
 
-def _execute(*args, cpu_time=True):
-    """Run qemu-img with the caps, in the C locale so errors are stable."""
+def execute(*args, cpu_time=True):
+    """Run qemu-img with the caps, in the C locale so errors are stable.
+
+    :param args: qemu-img's arguments; paths made absolute
+        (:func:`local_path`).
+    :param cpu_time: apply ``[image_convert]cpu_time_limit_s`` too.
+    :returns: ``(stdout, stderr)``.
+    :raises: ProcessExecutionError, OSError: callers map them to one of
+        our exceptions, with :func:`failure_reason`.
+    """
     # glibc gives threads their own malloc arenas, each reserving 64 MiB of
     # address space, up to 8 per CPU: on a large host qemu-img's I/O
     # threads would hit the address-space cap without using the memory.
@@ -195,8 +170,11 @@ def _die_with_parent():
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _gate(source, format, image_href):
+def check_source(source, format, image_href):
     """Pass a source through the safety gate before qemu-img opens it.
+
+    For :func:`resize_image` and
+    :func:`ironic_images.qemu_convert.convert_image`.
 
     ``qemu-img -f raw`` never interprets the data, so a raw source needs
     no gate (a raw volume may hold anything, a qcow2 header included).
@@ -205,6 +183,9 @@ def _gate(source, format, image_href):
     qemu-img follows what a qcow2 or VMDK header names (backing files,
     data files, extents) as soon as it opens the file, even for ``info``.
 
+    :param source: the image file.
+    :param format: its declared format (Glance or qemu-img name).
+    :param image_href: the image's href, for messages.
     :returns: the qemu-img name of the format the gate accepted.
     :raises: InvalidImage, ImageUnacceptable, ImageNotFound.
     """
@@ -278,12 +259,12 @@ def qemu_img_info(path, format, image_href=None):
                      'guessed'))
     qemu_format = fixup_disk_format(format)
     try:
-        out, _err = _execute('info', '-f', qemu_format, '--output=json',
-                             '--force-share', _local(path))
+        out, _err = execute('info', '-f', qemu_format, '--output=json',
+                            '--force-share', local_path(path))
     except (processutils.ProcessExecutionError, OSError) as e:
         raise exception.ImageUnacceptable(
             image_href=image_href,
-            reason=_('qemu-img info failed: %s') % _reason(e))
+            reason=_('qemu-img info failed: %s') % failure_reason(e))
     try:
         info = imageutils.QemuImgInfo(out, format='json')
     except (ValueError, TypeError, AttributeError) as e:
@@ -292,209 +273,6 @@ def qemu_img_info(path, format, image_href=None):
             reason=_('cannot parse qemu-img info output: %s') % e)
     _check_info(info, qemu_format, image_href)
     return info
-
-
-@functools.lru_cache(maxsize=64)
-def _supports_direct_io(directory):
-    """Tell whether files in ``directory`` can be written with O_DIRECT.
-
-    Probed once per directory (cached) by writing one aligned block to a
-    temp file opened with O_DIRECT: some file systems accept the flag at
-    open time and fail the first write with EINVAL.
-    """
-    if not hasattr(os, 'O_DIRECT'):
-        return False
-    path = None
-    try:
-        path = fileutils.part_path(os.path.join(directory, 'odirect-probe'))
-        fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
-        try:
-            # An anonymous mmap is page-aligned, as O_DIRECT requires.
-            with mmap.mmap(-1, mmap.PAGESIZE) as block:
-                os.write(fd, block)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        LOG.debug('No direct I/O in %(dir)s (%(err)s); converting with the '
-                  'page cache', {'dir': directory, 'err': e})
-        return False
-    finally:
-        if path:
-            fileutils.remove_quietly(path)
-    return True
-
-
-def _convert_command(source, part, src_format, out_format, out_subformat):
-    cmd = ['convert', '-f', src_format, '-O', out_format, '-W',
-           '-m', str(CONF.image_convert.coroutines), '-S', '4k']
-    if out_subformat:
-        cmd += ['-o', 'subformat=%s' % out_subformat]
-    # Direct I/O keeps a big conversion from flooding the page cache and
-    # is the fastest path; without it qemu-img's default (writeback, no
-    # flushes) is used and we fsync at the end.
-    if _supports_direct_io(os.path.dirname(part)):
-        cmd += ['-t', 'none']
-    return cmd + [_local(source), part]
-
-
-def _is_transient(error):
-    """Tell whether a failed conversion is worth another attempt."""
-    if isinstance(error, processutils.ProcessExecutionError):
-        text = '%s %s' % (error.stderr or '', error.stdout or '')
-        return any(message in text for message in _TRANSIENT_MESSAGES)
-    return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
-
-
-def _run_conversion(cmd):
-    """Run qemu-img convert, again on ENOMEM/EAGAIN-like failures."""
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(CONF.image_convert.attempts),
-        wait=tenacity.wait_exponential(multiplier=1, max=10),
-        retry=tenacity.retry_if_exception(_is_transient),
-        before_sleep=lambda state: LOG.warning(
-            'qemu-img convert failed (attempt %(n)d), retrying: %(err)s',
-            {'n': state.attempt_number,
-             'err': _reason(state.outcome.exception())}),
-        reraise=True)
-    # Conversions get the memory cap only: their CPU time grows with the
-    # image, so any fixed CPU cap would fail a big enough legitimate image.
-    retrying(_execute, *cmd, cpu_time=False)
-
-
-def _check_output(part, qemu_out, out_subformat, image_href):
-    """Inspect the converted file: it must be the requested format."""
-    try:
-        detected = inspection.inspect_file(part, image_href=image_href)
-    except exception.IronicImagesException as e:
-        raise exception.ImageConvertFailed(
-            image_href=image_href,
-            reason=_('the output failed inspection: %s') % e)
-    if qemu_out == 'vpc' and out_subformat == 'fixed':
-        expected = _EXPECTED_DETECTION_FIXED_VHD
-    else:
-        expected = _EXPECTED_DETECTION[qemu_out]
-    if detected.format not in expected:
-        # No format when several matched (say, an ISO with a qcow2 header).
-        found = detected.format or '+'.join(
-            getattr(detected, 'matches', ())) or _('unknown')
-        raise exception.ImageConvertFailed(
-            image_href=image_href,
-            reason=_('the output was detected as %(found)s, not '
-                     '%(expected)s') % {
-                'found': found,
-                'expected': from_qemu_img_disk_format(qemu_out)})
-
-
-def _validate_convert_args(src_format, out_format, out_subformat,
-                           image_href):
-    def refuse(reason):
-        raise exception.ImageConvertFailed(image_href=image_href,
-                                           reason=reason)
-
-    if not src_format:
-        refuse(_('the source format must be given; qemu-img never guesses '
-                 'it'))
-    # Named before translation: "iso" would become raw, which is not what
-    # a caller asking for an ISO means.
-    qemu_out = fixup_disk_format(out_format)
-    if out_format not in _OUTPUT_SUBFORMATS and out_format != 'vhd':
-        refuse(_('output format %(fmt)s is not supported (supported: '
-                 '%(supported)s)') % {
-            'fmt': out_format,
-            'supported': ', '.join(sorted(_OUTPUT_SUBFORMATS) + ['vhd'])})
-    subformats = _OUTPUT_SUBFORMATS[qemu_out]
-    if out_subformat and out_subformat not in subformats:
-        refuse(_('subformat %(sub)s of %(fmt)s is not supported (supported: '
-                 '%(supported)s)') % {
-            'sub': out_subformat, 'fmt': out_format,
-            'supported': ', '.join(subformats) if subformats else _('none')})
-    return fixup_disk_format(src_format), qemu_out
-
-
-def convert_image(source, dest, out_format, src_format, out_subformat=None,
-                  image_href=None, source_info=None):
-    """Convert an image with qemu-img, atomically.
-
-    Unless ``source_info`` is given, ``source`` first passes the safety
-    gate of :func:`ironic_images.inspection.check_image` (format
-    inspection, safety checks, ``[image_format]permitted_formats``, the
-    declared format; not for a raw source, which qemu-img never
-    interprets) and :func:`qemu_img_info`. Then it runs ``qemu-img
-    convert -f SRC -O OUT -W -m N -S 4k`` (``-t none`` when the
-    destination's directory supports direct I/O) under the memory cap
-    into a temp file beside ``dest``, retried up to
-    ``[image_convert]attempts`` times on ENOMEM/EAGAIN-like failures,
-    inspects the result, which must be the requested format, then fsyncs it
-    and renames it to ``dest``. On any failure nothing is left at ``dest``
-    (an existing file there is kept) and no temp file remains.
-
-    :param source: the source image file.
-    :param dest: the output path.
-    :param out_format: raw, qcow2, vmdk, vhd (or vpc) or vhdx.
-    :param src_format: the source's format (Glance or qemu-img name);
-        required.
-    :param out_subformat: ``-o subformat=``: monolithicSparse or
-        streamOptimized for vmdk, dynamic or fixed for vhd and vhdx.
-    :param image_href: the image's href, for messages (default:
-        ``source``).
-    :param source_info: the result of :func:`qemu_img_info` for
-        ``source``, from a caller that has passed it through the safety
-        gate already (as :mod:`ironic_images.image_fetch` does); both
-        checks are then skipped.
-    :raises: ImageConvertFailed when an argument is not supported,
-        qemu-img fails or hits a limit, or the output is not the requested
-        format.
-    :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
-        safety gate and :func:`qemu_img_info`.
-    """
-    image_href = image_href or source
-    qemu_src, qemu_out = _validate_convert_args(
-        src_format, out_format, out_subformat, image_href)
-    if source_info is None:
-        qemu_src = _gate(source, src_format, image_href)
-        qemu_img_info(source, qemu_src, image_href=image_href)
-
-    try:
-        part = fileutils.part_path(dest)
-    except OSError as e:
-        raise exception.ImageConvertFailed(
-            image_href=image_href,
-            reason=_('cannot create a file beside %(dest)s: %(err)s') % {
-                'dest': dest, 'err': e})
-    started = time.monotonic()
-    try:
-        cmd = _convert_command(source, part, qemu_src, qemu_out,
-                               out_subformat)
-        try:
-            _run_conversion(cmd)
-        except (processutils.ProcessExecutionError, OSError) as e:
-            raise exception.ImageConvertFailed(
-                image_href=image_href,
-                reason=_('qemu-img convert failed: %s') % _reason(e))
-        _check_output(part, qemu_out, out_subformat, image_href)
-        try:
-            _fsync(part)
-            fileutils.commit(part, dest)
-        except OSError as e:
-            raise exception.ImageConvertFailed(
-                image_href=image_href,
-                reason=_('cannot store the output at %(dest)s: %(err)s') % {
-                    'dest': dest, 'err': e})
-    except BaseException:
-        fileutils.remove_quietly(part)
-        raise
-    LOG.info('Converted %(src)s (%(sfmt)s) to %(dest)s (%(ofmt)s) in '
-             '%(sec).2f s', {'src': source, 'sfmt': qemu_src, 'dest': dest,
-                             'ofmt': qemu_out,
-                             'sec': time.monotonic() - started})
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def resize_image(source, size, file_format, image_href=None):
@@ -526,14 +304,14 @@ def resize_image(source, size, file_format, image_href=None):
             image_href=image_href,
             reason=_('the image format must be given; qemu-img never '
                      'guesses it'))
-    qemu_format = _gate(source, file_format, image_href)
+    qemu_format = check_source(source, file_format, image_href)
     qemu_img_info(source, qemu_format, image_href=image_href)
     try:
-        _execute('resize', '-f', qemu_format, _local(source), str(size))
+        execute('resize', '-f', qemu_format, local_path(source), str(size))
     except (processutils.ProcessExecutionError, OSError) as e:
         raise exception.ImageConvertFailed(
             image_href=image_href,
-            reason=_('qemu-img resize failed: %s') % _reason(e))
+            reason=_('qemu-img resize failed: %s') % failure_reason(e))
 
 
 def get_qemu_img_version():
@@ -575,3 +353,12 @@ def check_qemu_img_version(minimum_version):
               '%(found)s') % {
                 'required': minimum_version,
                 'found': '.'.join(map(str, found)) if found else _('none')})
+
+
+def __getattr__(name):
+    # The conversion module imports this one: resolved on first use, so
+    # that either module may be imported first.
+    if name == 'convert_image':
+        from ironic_images import qemu_convert
+        return qemu_convert.convert_image
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

@@ -28,6 +28,7 @@ import fixtures
 from oslo_concurrency import processutils
 
 from ironic_images import exception
+from ironic_images import qemu_convert
 from ironic_images import qemu_img
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
@@ -86,8 +87,8 @@ class QemuImgTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         servers_base.require_binary('qemu-img')
-        qemu_img._supports_direct_io.cache_clear()
-        self.addCleanup(qemu_img._supports_direct_io.cache_clear)
+        qemu_convert._supports_direct_io.cache_clear()
+        self.addCleanup(qemu_convert._supports_direct_io.cache_clear)
         # Every input format of the matrix; the safety gate still runs.
         self.config(permitted_formats=['raw', 'gpt', 'qcow2', 'iso', 'vmdk',
                                        'vhdx', 'vhd', 'vdi'],
@@ -172,13 +173,13 @@ class ConvertTestCase(QemuImgTestCase):
         source = self.make('qcow2')
         dest = os.path.join(self.out_dir, 'disk.raw')
         self.useFixture(fixtures.MockPatchObject(
-            qemu_img, '_supports_direct_io', autospec=True,
+            qemu_convert, '_supports_direct_io', autospec=True,
             return_value=False))
         qemu_img.convert_image(source, dest, 'raw', 'qcow2')
         self.assertSameData(images.make_raw(self.work, SIZE), dest, 'raw')
 
     def test_direct_io_probe(self):
-        self.assertTrue(qemu_img._supports_direct_io(self.out_dir))
+        self.assertTrue(qemu_convert._supports_direct_io(self.out_dir))
         self.assertNothingIn(self.out_dir)
 
     def test_replaces_existing_dest(self):

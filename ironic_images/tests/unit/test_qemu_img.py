@@ -10,11 +10,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Unit tests of ironic_images.qemu_img (qemu-img mocked)."""
+"""Unit tests of ironic_images.qemu_img and qemu_convert (qemu-img mocked)."""
 
 import errno
 import json
 import os
+import subprocess
+import sys
 from unittest import mock
 
 import fixtures
@@ -22,6 +24,7 @@ from oslo_concurrency import processutils
 
 from ironic_images import exception
 from ironic_images import inspection
+from ironic_images import qemu_convert
 from ironic_images import qemu_img
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
@@ -71,8 +74,8 @@ class QemuImgTestCase(base.TestCase):
         super().setUp()
         self.execute = self.useFixture(fixtures.MockPatch(
             'oslo_concurrency.processutils.execute')).mock
-        qemu_img._supports_direct_io.cache_clear()
-        self.addCleanup(qemu_img._supports_direct_io.cache_clear)
+        qemu_convert._supports_direct_io.cache_clear()
+        self.addCleanup(qemu_convert._supports_direct_io.cache_clear)
         self.source = os.path.join(self.images_dir, 'source.qcow2')
         write_qcow2(self.source)
         self.dest = os.path.join(self.images_dir, 'dest.raw')
@@ -98,6 +101,30 @@ class FormatNamesTestCase(base.TestCase):
         # Not Cinder's inverted map: raw images are not called ISOs.
         self.assertEqual('raw', qemu_img.from_qemu_img_disk_format('raw'))
         self.assertEqual('vmdk', qemu_img.from_qemu_img_disk_format('vmdk'))
+
+
+class ModulesTestCase(base.TestCase):
+
+    def test_public_names_everywhere(self):
+        from ironic_images import image_utils
+        from ironic_images.qemu_img import convert_image
+        self.assertIs(qemu_convert.convert_image, convert_image)
+        self.assertIs(qemu_convert.convert_image, qemu_img.convert_image)
+        self.assertIs(qemu_convert.convert_image, image_utils.convert_image)
+        self.assertIs(qemu_img.resize_image, image_utils.resize_image)
+        self.assertRaises(AttributeError, getattr, qemu_img, 'no_such')
+
+    def test_either_module_imported_first(self):
+        # They import each other; a fresh interpreter for each order.
+        for first, second in (('qemu_convert', 'qemu_img'),
+                              ('qemu_img', 'qemu_convert')):
+            code = ('from ironic_images import %s\n'
+                    'from ironic_images import %s\n'
+                    'from ironic_images.qemu_img import convert_image\n'
+                    'assert convert_image is qemu_convert.convert_image\n'
+                    % (first, second))
+            subprocess.run([sys.executable, '-c', code], check=True,
+                           stdin=subprocess.DEVNULL)
 
 
 class InfoTestCase(QemuImgTestCase):
@@ -306,7 +333,7 @@ class ConvertTestCase(QemuImgTestCase):
             self.convert()
 
     def test_no_direct_io(self):
-        with mock.patch.object(qemu_img, '_supports_direct_io',
+        with mock.patch.object(qemu_convert, '_supports_direct_io',
                                autospec=True, return_value=False):
             self.convert()
         self.assertNotIn('-t', self.converts[0][0])
@@ -443,24 +470,24 @@ class DirectIOTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        qemu_img._supports_direct_io.cache_clear()
-        self.addCleanup(qemu_img._supports_direct_io.cache_clear)
+        qemu_convert._supports_direct_io.cache_clear()
+        self.addCleanup(qemu_convert._supports_direct_io.cache_clear)
 
     def test_probe_leaves_nothing(self):
-        qemu_img._supports_direct_io(self.images_dir)
+        qemu_convert._supports_direct_io(self.images_dir)
         self.assertEqual([], os.listdir(self.images_dir))
 
     def test_einval_means_no(self):
-        with mock.patch.object(qemu_img.os, 'open', autospec=True,
+        with mock.patch.object(qemu_convert.os, 'open', autospec=True,
                                side_effect=OSError(errno.EINVAL, 'x')):
-            self.assertFalse(qemu_img._supports_direct_io(self.images_dir))
+            self.assertFalse(qemu_convert._supports_direct_io(self.images_dir))
         self.assertEqual([], os.listdir(self.images_dir))
 
     def test_probed_once_per_directory(self):
-        with mock.patch.object(qemu_img.fileutils, 'part_path',
-                               wraps=qemu_img.fileutils.part_path) as part:
-            qemu_img._supports_direct_io(self.images_dir)
-            qemu_img._supports_direct_io(self.images_dir)
+        with mock.patch.object(qemu_convert.fileutils, 'part_path',
+                               wraps=qemu_convert.fileutils.part_path) as part:
+            qemu_convert._supports_direct_io(self.images_dir)
+            qemu_convert._supports_direct_io(self.images_dir)
         self.assertEqual(1, part.call_count)
 
 

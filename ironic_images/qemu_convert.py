@@ -1,0 +1,277 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""qemu-img convert: atomic, checked, retried, under the memory cap.
+
+A conversion writes into a temp file beside its destination
+(:func:`ironic_images.fileutils.part_path`), inspects the result and
+renames it only when it is the requested format, so the destination is
+either a complete, checked image or untouched. The source passes the
+safety gate and ``qemu-img info`` of :mod:`ironic_images.qemu_img` first;
+:func:`convert_image` is importable from there too.
+"""
+
+import errno
+import functools
+import mmap
+import os
+import time
+
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+import tenacity
+
+from ironic_images._i18n import _
+from ironic_images.conf import CONF
+from ironic_images import exception
+from ironic_images import fileutils
+from ironic_images import inspection
+from ironic_images import qemu_img
+
+LOG = logging.getLogger(__name__)
+
+# Output formats (qemu-img names) and the subformats that keep the image
+# in one file: a multi-file subformat (VMDK monolithicFlat, twoGbMaxExtent*)
+# would point outside the file we rename, and is refused on input anyway.
+_OUTPUT_SUBFORMATS = {
+    'raw': (),
+    'qcow2': (),
+    'vmdk': ('monolithicSparse', 'streamOptimized'),
+    'vpc': ('dynamic', 'fixed'),
+    'vhdx': ('dynamic', 'fixed'),
+}
+
+# What the format inspector may call a correct output of each format. A
+# raw disk that starts with a partition table or an ISO 9660 volume is
+# still raw; anything else (a raw output that looks like qcow2, say) means
+# the guest data could be mistaken for an image header later, and is
+# refused.
+_EXPECTED_DETECTION = {
+    'raw': ('raw', 'gpt', 'iso'),
+    'qcow2': ('qcow2',),
+    'vmdk': ('vmdk',),
+    'vpc': ('vhd',),
+    'vhdx': ('vhdx',),
+}
+# A fixed VHD is raw data followed by a footer that the inspector does not
+# read, so it is detected as what the raw data looks like.
+_EXPECTED_DETECTION_FIXED_VHD = _EXPECTED_DETECTION['raw'] + ('vhd',)
+
+# Messages of failures that may pass: the host was short of memory or of
+# threads at that moment (qemu prints strerror(ENOMEM) / strerror(EAGAIN)).
+_TRANSIENT_ERRNOS = (errno.ENOMEM, errno.EAGAIN)
+_TRANSIENT_MESSAGES = tuple(os.strerror(e) for e in _TRANSIENT_ERRNOS)
+
+
+@functools.lru_cache(maxsize=64)
+def _supports_direct_io(directory):
+    """Tell whether files in ``directory`` can be written with O_DIRECT.
+
+    Probed once per directory (cached) by writing one aligned block to a
+    temp file opened with O_DIRECT: some file systems accept the flag at
+    open time and fail the first write with EINVAL.
+    """
+    if not hasattr(os, 'O_DIRECT'):
+        return False
+    path = None
+    try:
+        path = fileutils.part_path(os.path.join(directory, 'odirect-probe'))
+        fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+        try:
+            # An anonymous mmap is page-aligned, as O_DIRECT requires.
+            with mmap.mmap(-1, mmap.PAGESIZE) as block:
+                os.write(fd, block)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        LOG.debug('No direct I/O in %(dir)s (%(err)s); converting with the '
+                  'page cache', {'dir': directory, 'err': e})
+        return False
+    finally:
+        if path:
+            fileutils.remove_quietly(path)
+    return True
+
+
+def _convert_command(source, part, src_format, out_format, out_subformat):
+    cmd = ['convert', '-f', src_format, '-O', out_format, '-W',
+           '-m', str(CONF.image_convert.coroutines), '-S', '4k']
+    if out_subformat:
+        cmd += ['-o', 'subformat=%s' % out_subformat]
+    # Direct I/O keeps a big conversion from flooding the page cache and
+    # is the fastest path; without it qemu-img's default (writeback, no
+    # flushes) is used and we fsync at the end.
+    if _supports_direct_io(os.path.dirname(part)):
+        cmd += ['-t', 'none']
+    return cmd + [qemu_img.local_path(source), part]
+
+
+def _is_transient(error):
+    """Tell whether a failed conversion is worth another attempt."""
+    if isinstance(error, processutils.ProcessExecutionError):
+        text = '%s %s' % (error.stderr or '', error.stdout or '')
+        return any(message in text for message in _TRANSIENT_MESSAGES)
+    return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
+
+
+def _run_conversion(cmd):
+    """Run qemu-img convert, again on ENOMEM/EAGAIN-like failures."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(CONF.image_convert.attempts),
+        wait=tenacity.wait_exponential(multiplier=1, max=10),
+        retry=tenacity.retry_if_exception(_is_transient),
+        before_sleep=lambda state: LOG.warning(
+            'qemu-img convert failed (attempt %(n)d), retrying: %(err)s',
+            {'n': state.attempt_number,
+             'err': qemu_img.failure_reason(state.outcome.exception())}),
+        reraise=True)
+    # Conversions get the memory cap only: their CPU time grows with the
+    # image, so any fixed CPU cap would fail a big enough legitimate image.
+    retrying(qemu_img.execute, *cmd, cpu_time=False)
+
+
+def _check_output(part, qemu_out, out_subformat, image_href):
+    """Inspect the converted file: it must be the requested format."""
+    try:
+        detected = inspection.inspect_file(part, image_href=image_href)
+    except exception.IronicImagesException as e:
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('the output failed inspection: %s') % e)
+    if qemu_out == 'vpc' and out_subformat == 'fixed':
+        expected = _EXPECTED_DETECTION_FIXED_VHD
+    else:
+        expected = _EXPECTED_DETECTION[qemu_out]
+    if detected.format not in expected:
+        # No format when several matched (say, an ISO with a qcow2 header).
+        found = detected.format or '+'.join(
+            getattr(detected, 'matches', ())) or _('unknown')
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('the output was detected as %(found)s, not '
+                     '%(expected)s') % {
+                'found': found,
+                'expected': qemu_img.from_qemu_img_disk_format(qemu_out)})
+
+
+def _validate_convert_args(src_format, out_format, out_subformat,
+                           image_href):
+    def refuse(reason):
+        raise exception.ImageConvertFailed(image_href=image_href,
+                                           reason=reason)
+
+    if not src_format:
+        refuse(_('the source format must be given; qemu-img never guesses '
+                 'it'))
+    # Named before translation: "iso" would become raw, which is not what
+    # a caller asking for an ISO means.
+    qemu_out = qemu_img.fixup_disk_format(out_format)
+    if out_format not in _OUTPUT_SUBFORMATS and out_format != 'vhd':
+        refuse(_('output format %(fmt)s is not supported (supported: '
+                 '%(supported)s)') % {
+            'fmt': out_format,
+            'supported': ', '.join(sorted(_OUTPUT_SUBFORMATS) + ['vhd'])})
+    subformats = _OUTPUT_SUBFORMATS[qemu_out]
+    if out_subformat and out_subformat not in subformats:
+        refuse(_('subformat %(sub)s of %(fmt)s is not supported (supported: '
+                 '%(supported)s)') % {
+            'sub': out_subformat, 'fmt': out_format,
+            'supported': ', '.join(subformats) if subformats else _('none')})
+    return qemu_img.fixup_disk_format(src_format), qemu_out
+
+
+def convert_image(source, dest, out_format, src_format, out_subformat=None,
+                  image_href=None, source_info=None):
+    """Convert an image with qemu-img, atomically.
+
+    Unless ``source_info`` is given, ``source`` first passes the safety
+    gate of :func:`ironic_images.inspection.check_image` (format
+    inspection, safety checks, ``[image_format]permitted_formats``, the
+    declared format; not for a raw source, which qemu-img never
+    interprets) and :func:`~ironic_images.qemu_img.qemu_img_info`. Then
+    it runs ``qemu-img convert -f SRC -O OUT -W -m N -S 4k`` (``-t none``
+    when the destination's directory supports direct I/O) under the
+    memory cap into a temp file beside ``dest``, retried up to
+    ``[image_convert]attempts`` times on ENOMEM/EAGAIN-like failures,
+    inspects the result, which must be the requested format, then fsyncs
+    it and renames it to ``dest``. On any failure nothing is left at ``dest``
+    (an existing file there is kept) and no temp file remains.
+
+    :param source: the source image file.
+    :param dest: the output path.
+    :param out_format: raw, qcow2, vmdk, vhd (or vpc) or vhdx.
+    :param src_format: the source's format (Glance or qemu-img name);
+        required.
+    :param out_subformat: ``-o subformat=``: monolithicSparse or
+        streamOptimized for vmdk, dynamic or fixed for vhd and vhdx.
+    :param image_href: the image's href, for messages (default:
+        ``source``).
+    :param source_info: the result of
+        :func:`~ironic_images.qemu_img.qemu_img_info` for ``source``,
+        from a caller that has passed it through the safety gate already
+        (as :mod:`ironic_images.image_fetch` does); both checks are then
+        skipped.
+    :raises: ImageConvertFailed when an argument is not supported,
+        qemu-img fails or hits a limit, or the output is not the requested
+        format.
+    :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
+        safety gate and :func:`~ironic_images.qemu_img.qemu_img_info`.
+    """
+    image_href = image_href or source
+    qemu_src, qemu_out = _validate_convert_args(
+        src_format, out_format, out_subformat, image_href)
+    if source_info is None:
+        qemu_src = qemu_img.check_source(source, src_format, image_href)
+        qemu_img.qemu_img_info(source, qemu_src, image_href=image_href)
+
+    try:
+        part = fileutils.part_path(dest)
+    except OSError as e:
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('cannot create a file beside %(dest)s: %(err)s') % {
+                'dest': dest, 'err': e})
+    started = time.monotonic()
+    try:
+        cmd = _convert_command(source, part, qemu_src, qemu_out,
+                               out_subformat)
+        try:
+            _run_conversion(cmd)
+        except (processutils.ProcessExecutionError, OSError) as e:
+            raise exception.ImageConvertFailed(
+                image_href=image_href,
+                reason=_('qemu-img convert failed: %s')
+                % qemu_img.failure_reason(e))
+        _check_output(part, qemu_out, out_subformat, image_href)
+        try:
+            _fsync(part)
+            fileutils.commit(part, dest)
+        except OSError as e:
+            raise exception.ImageConvertFailed(
+                image_href=image_href,
+                reason=_('cannot store the output at %(dest)s: %(err)s') % {
+                    'dest': dest, 'err': e})
+    except BaseException:
+        fileutils.remove_quietly(part)
+        raise
+    LOG.info('Converted %(src)s (%(sfmt)s) to %(dest)s (%(ofmt)s) in '
+             '%(sec).2f s', {'src': source, 'sfmt': qemu_src, 'dest': dest,
+                             'ofmt': qemu_out,
+                             'sec': time.monotonic() - started})
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
