@@ -91,10 +91,10 @@ def bounded(seconds=HANG_SECONDS, what='the call'):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        if outer:
-            left = outer - (time.monotonic() - started)
-            # Already due: fire the test's timeout now, not never.
-            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+        left = outer - (time.monotonic() - started)
+        # When it was due within the block, it has fired there already.
+        if outer and left > 0:
+            signal.setitimer(signal.ITIMER_REAL, left)
 
 
 def seeded_random(test):
