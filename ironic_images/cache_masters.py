@@ -158,7 +158,7 @@ def write_meta(master, meta, durable):
     try:
         with open(part, 'wb') as meta_file:
             meta_file.write(data)
-        os.replace(part, meta_path(master))
+        fileutils.commit(part, meta_path(master), durable=False)
     except BaseException:
         fileutils.remove_quietly(part)
         raise
