@@ -19,7 +19,8 @@ gathered from the modules that implement them:
   :func:`fetch_verify_image`, :func:`fetch_to_volume_format`,
   :func:`check_available_space`;
 - :mod:`ironic_images.inspection`: format detection and safety checks;
-- :mod:`ironic_images.qemu_img`: ``qemu-img info``, conversion, resizing;
+- :mod:`ironic_images.qemu_img`: ``qemu-img info``, resizing, versions,
+  and (from :mod:`ironic_images.qemu_convert`) conversion;
 - :mod:`ironic_images.temporary`: :class:`TemporaryImages`,
   :func:`temporary_file`, :func:`temporary_dir`;
 
