@@ -112,22 +112,10 @@ def new_adapter(image_href='glance://'):
                      '%s') % error)
 
 
-class _RetryableStatus(Exception):
-    def __init__(self, response):
-        super().__init__(response.status_code)
-        self.response = response
-
-
 def _is_retryable(error):
     # A certificate that fails verification will fail again.
-    return isinstance(error, (_RetryableStatus, ks_exc.ConnectFailure,
-                              ks_exc.ConnectTimeout))
-
-
-def _wait(retry_state):
-    error = retry_state.outcome.exception()
-    return http_client.backoff(retry_state.attempt_number,
-                               getattr(error, 'response', None))
+    return isinstance(error, (http_client.RetryableStatus,
+                              ks_exc.ConnectFailure, ks_exc.ConnectTimeout))
 
 
 def _sleep(seconds):
@@ -289,11 +277,12 @@ class GlanceClient:
                                             headers=all_headers, **kwargs)
             if response.status_code in RETRY_STATUSES:
                 response.close()
-                raise _RetryableStatus(response)
+                raise http_client.RetryableStatus(response)
             return response
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(retries + 1), wait=_wait,
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=http_client.wait_backoff,
             sleep=_sleep, retry=tenacity.retry_if_exception(_is_retryable),
             before_sleep=lambda state: LOG.warning(
                 'Glance %(method)s for %(href)s failed (%(error)s), '
@@ -303,7 +292,7 @@ class GlanceClient:
             reraise=True)
         try:
             response = retrying(_send)
-        except _RetryableStatus as error:
+        except http_client.RetryableStatus as error:
             reason = _('%(reason)s after %(n)d attempts') % {
                 'reason': error_reason(error.response), 'n': retries + 1}
             if error.response.status_code == 429:
@@ -395,6 +384,6 @@ class GlanceClient:
 
 
 def _describe(error):
-    if isinstance(error, _RetryableStatus):
+    if isinstance(error, http_client.RetryableStatus):
         return 'HTTP %s' % error.response.status_code
     return masking.mask_text('%s: %s' % (type(error).__name__, error))

@@ -152,7 +152,13 @@ def backoff(attempt, response=None):
     return delay * random.uniform(0.5, 1.0)
 
 
-class _RetryableStatus(Exception):
+class RetryableStatus(Exception):
+    """Raised inside a retry loop for an answer worth asking again.
+
+    :param response: the answer (408, 429, 5xx...); its ``Retry-After``
+        is honoured by :func:`wait_backoff`.
+    """
+
     def __init__(self, response):
         super().__init__(response.status_code)
         self.response = response
@@ -160,12 +166,17 @@ class _RetryableStatus(Exception):
 
 def _is_retryable(error):
     # A certificate that fails verification will fail again.
-    return (isinstance(error, (_RetryableStatus, requests.ConnectionError,
+    return (isinstance(error, (RetryableStatus, requests.ConnectionError,
                                requests.Timeout))
             and not isinstance(error, requests.exceptions.SSLError))
 
 
-def _wait(retry_state):
+def wait_backoff(retry_state):
+    """A tenacity ``wait``: :func:`backoff` for the failed attempt.
+
+    :param retry_state: tenacity's state of the retry loop.
+    :returns: the seconds to wait.
+    """
     error = retry_state.outcome.exception()
     return backoff(retry_state.attempt_number,
                    getattr(error, 'response', None))
@@ -230,12 +241,12 @@ def request(session, method, url, image_href=None, retries=None,
                 _('malformed URL: %s') % error) from None
         if response.status_code in RETRY_STATUSES:
             response.close()
-            raise _RetryableStatus(response)
+            raise RetryableStatus(response)
         return response
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(retries + 1),
-        wait=_wait,
+        wait=wait_backoff,
         retry=tenacity.retry_if_exception(_is_retryable),
         before_sleep=lambda state: LOG.warning(
             '%(method)s %(href)s failed (%(error)s), retrying',
@@ -244,7 +255,7 @@ def request(session, method, url, image_href=None, retries=None,
         reraise=True)
     try:
         return retrying(_send)
-    except _RetryableStatus as error:
+    except RetryableStatus as error:
         status = error.response.status_code
         reason = _('HTTP %(status)s after %(n)d attempts') % {
             'status': status, 'n': retries + 1}
@@ -276,7 +287,7 @@ def describe(error, url, shown_href):
     :returns: a one-line reason, credentials masked (it goes to log
         lines as well as to exceptions).
     """
-    if isinstance(error, _RetryableStatus):
+    if isinstance(error, RetryableStatus):
         return 'HTTP %s' % error.response.status_code
     if isinstance(error, requests.exceptions.SSLError):
         text = _('TLS failure: %s') % error
