@@ -17,6 +17,7 @@ context manager), so scripts can use it without a test.  Tests wrap it in a
 """
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -72,6 +73,43 @@ def wait_until_ready(check, timeout=10, interval=0.01):
         if time.monotonic() >= deadline:
             raise TimeoutError('not ready after %ss: %r' % (timeout, check))
         time.sleep(interval)
+
+
+def read_json_log(path):
+    """The complete lines of a JSON-lines access log, parsed.
+
+    :param path: the log file (missing: no lines).
+    :returns: a list of dicts; a line still being written is left out.
+    """
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.endswith('}')]
+
+
+def wait_for_entries(read, count, timeout):
+    """Call ``read()`` until it returns at least ``count`` entries.
+
+    Servers log a request once its answer is sent, so a client may see
+    the answer before the entry.
+
+    :param read: returns the current list of entries.
+    :param count: how many to wait for.
+    :param timeout: seconds.
+    :returns: the entries.
+    :raises TimeoutError: if fewer than ``count`` appear in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = read()
+        if len(entries) >= count:
+            return entries
+        if time.monotonic() > deadline:
+            raise TimeoutError('%d log entries, expected %d: %s'
+                               % (len(entries), count, entries))
+        time.sleep(0.01)
 
 
 def require_binary(name):

@@ -25,7 +25,6 @@ Starting one takes about 3 s, so tests of a class usually share one::
     path = server.image_path(image['id'])   # the stored bytes
 """
 
-import json
 import os
 import shutil
 import signal
@@ -349,28 +348,14 @@ class GlanceServer(base.ProcessServer):
             ``user_agent`` (None when absent).
         :raises TimeoutError: if fewer than ``count`` entries appear.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            entries = [e for e in self._read_log()
-                       if helpers or e['user_agent'] != HELPER_USER_AGENT]
-            if len(entries) >= count:
-                return entries
-            if time.monotonic() > deadline:
-                raise TimeoutError('%d log entries, expected %d: %s'
-                                   % (len(entries), count, entries))
-            time.sleep(0.01)
+        return base.wait_for_entries(
+            lambda: [e for e in self._read_log()
+                     if helpers or e['user_agent'] != HELPER_USER_AGENT],
+            count, timeout)
 
     def _read_log(self):
-        try:
-            with open(self.access_log_path) as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            return []
         entries = []
-        for line in lines:
-            if not line.endswith('}'):
-                continue  # partly written
-            raw = json.loads(line)
+        for raw in base.read_json_log(self.access_log_path):
             entry = {k: None if raw.get(k) in ('', '-') else raw.get(k)
                      for k in _LOG_FIELDS}
             entry['method'], target = raw['request'].split(' ')[:2]

@@ -24,10 +24,8 @@ Example::
     log = server.requests_log(count=1)
 """
 
-import json
 import os
 import subprocess
-import time
 
 from ironic_images.tests.functional.servers import base
 
@@ -233,27 +231,11 @@ class NginxServer(base.ProcessServer):
             present), ``user_agent`` and ``time`` (epoch seconds).
         :raises TimeoutError: if fewer than ``count`` entries appear.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            entries = self._read_log()
-            if len(entries) >= count:
-                return entries
-            if time.monotonic() > deadline:
-                raise TimeoutError('%d log entries, expected %d: %s'
-                                   % (len(entries), count, entries))
-            time.sleep(0.01)
+        return base.wait_for_entries(self._read_log, count, timeout)
 
     def _read_log(self):
-        try:
-            with open(self.access_log_path) as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            return []
         entries = []
-        for line in lines:
-            if not line.endswith('}'):
-                continue  # partly written
-            raw = json.loads(line)
+        for raw in base.read_json_log(self.access_log_path):
             entry = {k: raw.get(k) or None for k in _LOG_FIELDS}
             for key in ('status', 'bytes_sent', 'body_bytes_sent'):
                 entry[key] = int(raw[key])
