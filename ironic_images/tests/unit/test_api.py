@@ -18,14 +18,12 @@ import threading
 
 import fixtures
 from oslo_context import context as oslo_context
-import requests_mock.contrib.fixture
 
 from ironic_images import api
 from ironic_images import exception
-from ironic_images import glance_client
-from ironic_images.tests import base
+from ironic_images.tests.unit import glance_base
 
-ENDPOINT = 'http://glance.test:9292'
+ENDPOINT = glance_base.ENDPOINT
 ID = '0f0e0d0c-0b0a-4909-8807-060504030201'
 IMAGE_URL = ENDPOINT + '/v2/images/' + ID
 FILE_URL = IMAGE_URL + '/file'
@@ -47,19 +45,12 @@ def glance_image(**changes):
     return image
 
 
-class ApiTestCase(base.TestCase):
+class ApiTestCase(glance_base.GlanceMockTestCase):
 
     def setUp(self):
         super().setUp()
-        glance_client._SESSIONS.clear()
-        self.addCleanup(glance_client._SESSIONS.clear)
-        self.mocker = self.useFixture(
-            requests_mock.contrib.fixture.Fixture())
-        self.useFixture(fixtures.MockPatch(
-            'ironic_images.glance_client._sleep'))
+        # http:// hrefs retry through http_client's tenacity loop.
         self.useFixture(fixtures.MockPatch('tenacity.nap.time.sleep'))
-        self.config(auth_type='none', endpoint_override=ENDPOINT,
-                    group='glance')
         self.config(chunk_size=CHUNK, group='download')
         self.api = api.API()
         self.path = os.path.join(self.images_dir, 'disk.img')

@@ -19,14 +19,13 @@ from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 from oslo_context import context as oslo_context
 import requests
-import requests_mock.contrib.fixture
 
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images import glance_client
-from ironic_images.tests import base
+from ironic_images.tests.unit import glance_base
 
-ENDPOINT = 'http://glance.test:9292'
+ENDPOINT = glance_base.ENDPOINT
 ID = '6b1c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3'
 PATH = '/v2/images/%s' % ID
 URL = ENDPOINT + PATH
@@ -35,18 +34,10 @@ SERVICE_TOKEN = 'service-token-9876543210'
 KEYSTONE = 'http://keystone.test/v3'
 
 
-class GlanceClientTestCase(base.TestCase):
+class GlanceClientTestCase(glance_base.GlanceMockTestCase):
 
     def setUp(self):
         super().setUp()
-        glance_client._SESSIONS.clear()
-        self.addCleanup(glance_client._SESSIONS.clear)
-        self.mocker = self.useFixture(
-            requests_mock.contrib.fixture.Fixture())
-        self.sleep = self.useFixture(fixtures.MockPatch(
-            'ironic_images.glance_client._sleep')).mock
-        self.config(auth_type='none', endpoint_override=ENDPOINT,
-                    group='glance')
 
     def client(self, context=None, adapter=None):
         return glance_client.GlanceClient(adapter=adapter, context=context)

@@ -21,7 +21,6 @@ import fixtures
 from oslo_context import context as oslo_context
 from oslo_utils import uuidutils
 import requests
-import requests_mock.contrib.fixture
 
 from ironic_images import exception
 from ironic_images import fileutils
@@ -30,8 +29,9 @@ from ironic_images import glance_metadata
 from ironic_images import image_service
 from ironic_images.image_service import glance
 from ironic_images.tests import base
+from ironic_images.tests.unit import glance_base
 
-ENDPOINT = 'http://glance.test:9292'
+ENDPOINT = glance_base.ENDPOINT
 ID = '6b1c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3'
 IMAGE_URL = ENDPOINT + '/v2/images/' + ID
 FILE_URL = IMAGE_URL + '/file'
@@ -57,20 +57,10 @@ def image(**changes):
     return result
 
 
-class GlanceServiceTestCase(base.TestCase):
+class GlanceServiceTestCase(glance_base.GlanceMockTestCase):
 
     def setUp(self):
         super().setUp()
-        glance_client._SESSIONS.clear()
-        self.addCleanup(glance_client._SESSIONS.clear)
-        self.mocker = self.useFixture(
-            requests_mock.contrib.fixture.Fixture())
-        self.useFixture(fixtures.MockPatch(
-            'ironic_images.glance_client._sleep'))
-        self.useFixture(fixtures.MockPatch(
-            'ironic_images.resumable.time.sleep'))
-        self.config(auth_type='none', endpoint_override=ENDPOINT,
-                    group='glance')
         self.service = glance.GlanceImageService()
 
     def serve(self, data=DATA, **changes):
