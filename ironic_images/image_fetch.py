@@ -298,7 +298,8 @@ def _resolve(service, image_href, cpu_arch):
             % (cpu_arch or 'any'))
     href = artifact['oci_image_manifest_url']
     LOG.debug('%(href)s resolves to %(url)s',
-              {'href': masking.mask_href(image_href), 'url': href})
+              {'href': masking.mask_href(image_href),
+               'url': masking.mask_href(href)})
     return href, service.show(href)
 
 
