@@ -17,8 +17,10 @@
 destination: the driver's pipeline hashes what arrives while the sink
 decompresses it, feeds the format inspector and writes it sparse. Then the
 verdict of the inspector is checked (:func:`inspection.check_image`), the
-file is fsynced and renamed into place. Nothing is read twice: a
-conversion (:func:`fetch_to_raw`) reads the fetched file once, in qemu-img.
+file is fsynced and renamed into place. Nothing is read twice:
+:func:`fetch_to_raw` writes a qcow2 as a raw disk while it arrives
+(:mod:`ironic_images.qcow2_stream`), and any other format is converted by
+qemu-img, which reads the fetched file once.
 """
 
 import contextlib
@@ -37,6 +39,7 @@ from ironic_images import image_service
 from ironic_images import image_sink
 from ironic_images import inspection
 from ironic_images import masking
+from ironic_images import qemu_convert
 from ironic_images import qemu_img
 from ironic_images import temporary
 
@@ -51,8 +54,11 @@ class FetchedImage:
 
     :ivar path: where it is.
     :ivar size: its size in bytes (after decompression).
-    :ivar format: the format the inspector found (oslo names: raw, qcow2,
-        vmdk, vhd, vhdx, gpt, iso, ...), as :func:`check_image` settled it.
+    :ivar format: the format of the file at ``path`` (oslo names: raw,
+        qcow2, vmdk, vhd, vhdx, gpt, iso, ...).
+    :ivar source_format: the format the image was fetched in, as
+        :func:`check_image` settled it; differs from ``format`` once the
+        image is converted.
     :ivar virtual_size: the disk size it describes, in bytes, or None.
     :ivar checksum: ``algo:hex`` the transfer verified, or None.
     :ivar compression: ``zstd``, ``gzip``, ``xz`` or None.
@@ -66,6 +72,7 @@ class FetchedImage:
         self.path = path
         self.size = size
         self.format = format
+        self.source_format = format
         self.virtual_size = virtual_size
         self.checksum = checksum
         self.compression = compression
@@ -150,10 +157,14 @@ def fetch_to_raw(context, image_href, path, checksum=None,
                  image_auth_data=None, progress=None, cpu_arch=None):
     """Fetch an image and leave it at ``path`` as a raw disk.
 
-    A raw (or gpt, iso) image is fetched straight to ``path``, sparse.
-    Any other permitted format is checked again by ``qemu-img info``,
-    its virtual size checked against the free space, and converted with
-    qemu-img; the fetched file is removed.
+    A raw (or gpt, iso) image is fetched straight to ``path``, sparse. A
+    qcow2 is written as a raw disk while it arrives, once its virtual
+    size is checked against the free space
+    (:mod:`ironic_images.qcow2_stream`), when its header allows. Any other
+    permitted format (or a qcow2 whose header does not allow it) is
+    checked again by ``qemu-img info``, its virtual size checked against
+    the free space, and converted with qemu-img; the fetched file is
+    removed. A raw result that looks like another format is refused.
 
     :param context: as :func:`fetch`; so are the other parameters.
     :returns: a :class:`FetchedImage` whose ``format`` is the raw-like
@@ -162,7 +173,7 @@ def fetch_to_raw(context, image_href, path, checksum=None,
     """
     with _fetched_part(context, image_href, path, checksum, checksum_algo,
                        expected_format, image_auth_data, progress,
-                       cpu_arch) as fetched:
+                       cpu_arch, to_raw=True) as fetched:
         if fetched.format in RAW_FORMATS:
             _commit(fetched.path, path, image_href)
         else:
@@ -186,23 +197,30 @@ def _convert_fetched(fetched, dest, out_format, image_href,
 
 @contextlib.contextmanager
 def _fetched_part(context, image_href, path, checksum, checksum_algo,
-                  expected_format, image_auth_data, progress, cpu_arch):
+                  expected_format, image_auth_data, progress, cpu_arch,
+                  to_raw=False):
     """Fetch into a temp file beside ``path`` and pass the safety gate.
 
     Yields a :class:`FetchedImage` at the temp file, which is removed
-    unless the caller moved it away.
+    unless the caller moved it away. With ``to_raw``, a qcow2 may arrive
+    written as a raw disk: its ``format`` is then ``raw``.
     """
     with _unchecked_part(context, image_href, path, checksum, checksum_algo,
-                         image_auth_data, progress, cpu_arch) as (fetched,
-                                                                  detected):
-        fetched.format = inspection.check_image(detected, fetched.href,
-                                                expected_format)
+                         image_auth_data, progress, cpu_arch,
+                         to_raw) as (fetched, result):
+        fetched.format = inspection.check_image(
+            result.detected, fetched.href, expected_format)
+        fetched.source_format = fetched.format
+        if result.converted:
+            qemu_convert.check_output(fetched.path, result.converted, None,
+                                      fetched.href)
+            fetched.format = result.converted
         yield fetched
 
 
 @contextlib.contextmanager
 def _unchecked_part(context, image_href, path, checksum, checksum_algo,
-                    image_auth_data, progress, cpu_arch):
+                    image_auth_data, progress, cpu_arch, to_raw=False):
     service = image_service.get_image_service(image_href, context=context)
     if image_auth_data is not None and service.is_auth_set_needed:
         service.set_image_auth(image_href, image_auth_data)
@@ -211,13 +229,13 @@ def _unchecked_part(context, image_href, path, checksum, checksum_algo,
     part = _new_part(path, href)
     try:
         result = _download(service, href, part, checksum, checksum_algo,
-                           progress)
+                           progress, to_raw)
         fetched = FetchedImage(part, result.size, None,
                                result.detected.virtual_size,
                                service.transfer_verified_checksum,
                                result.compression, properties)
         fetched.href = href
-        yield fetched, result.detected
+        yield fetched, result
     finally:
         fileutils.remove_quietly(part)
 
@@ -240,10 +258,10 @@ def fetch_unchecked(context, image_href, path, checksum=None,
     """
     with _unchecked_part(context, image_href, path, checksum, checksum_algo,
                          image_auth_data, progress, cpu_arch) as (fetched,
-                                                                  detected):
+                                                                  result):
         _commit(fetched.path, path, image_href)
         fetched.path = path
-    return fetched, detected
+    return fetched, result.detected
 
 
 def _commit(part, dest, image_href):
@@ -304,14 +322,19 @@ def _resolve(service, image_href, cpu_arch):
 
 
 def _download(service, image_href, part, checksum, checksum_algo,
-              progress):
+              progress, to_raw=False):
     limit = CONF.download.max_decompressed_size * units.Mi
+
+    def check_space(virtual_size):
+        check_available_space(part, virtual_size, image_href)
+
     try:
         with open(part, 'wb', buffering=0) as image_file:
             sink = image_sink.ImageSink(
                 image_file, image_href,
                 inspector=inspection.StreamInspector(image_href),
-                max_decompressed_size=limit)
+                max_decompressed_size=limit, to_raw=to_raw,
+                spill_dir=os.path.dirname(part), check_space=check_space)
             service.download(image_href, sink, checksum=checksum,
                              checksum_algo=checksum_algo, progress=progress)
             return sink.finish()
@@ -370,8 +393,9 @@ def fetch_to_volume_format(context, image_href, dest, volume_format,
         _to_format(fetched, dest, volume_format, volume_subformat, size,
                    image_href, keep_source=True)
         return fetched
-    with _fetched_part(context, image_href, dest, **_fetch_args(kwargs)) \
-            as fetched:
+    to_raw = volume_format == 'raw' and not volume_subformat
+    with _fetched_part(context, image_href, dest, to_raw=to_raw,
+                       **_fetch_args(kwargs)) as fetched:
         _to_format(fetched, dest, volume_format, volume_subformat, size,
                    image_href)
     return fetched

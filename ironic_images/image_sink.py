@@ -20,7 +20,9 @@ thread:
 1. decompressed when their first bytes are zstd, gzip or xz magic
    (:mod:`ironic_images.decompress`, output capped);
 2. fed to a format inspector until it has seen enough to decide;
-3. written at their offset, with all-zero blocks left as holes.
+3. written at their offset, with all-zero blocks left as holes; or, for
+   a qcow2 when the sink is asked for a raw disk, decoded cluster by
+   cluster into the raw disk (:mod:`ironic_images.qcow2_stream`).
 
 A transfer that restarts from the first byte rewinds the sink with
 ``seek(0)``, which starts all three over.
@@ -29,7 +31,13 @@ A transfer that restarts from the first byte rewinds the sink with
 import io
 import os
 
+from oslo_log import log as logging
+
 from ironic_images import decompress
+from ironic_images import masking
+from ironic_images import qcow2_stream
+
+LOG = logging.getLogger(__name__)
 
 # Zero blocks of this size become holes; 64 KiB keeps the per-block Python
 # work small next to the copy and compare (about 10 GB/s here).
@@ -48,13 +56,17 @@ class SinkResult:
     :ivar size: bytes of the image written to the file.
     :ivar compression: ``'zstd'``, ``'gzip'``, ``'xz'`` or None.
     :ivar detected: the inspector's result, or None without an inspector.
+    :ivar converted: ``'raw'`` when a qcow2 was written as a raw disk,
+        else None (the file holds the image as it came).
     """
 
-    def __init__(self, received, size, compression, detected):
+    def __init__(self, received, size, compression, detected,
+                 converted=None):
         self.received = received
         self.size = size
         self.compression = compression
         self.detected = detected
+        self.converted = converted
 
 
 class ImageSink(io.RawIOBase):
@@ -71,10 +83,18 @@ class ImageSink(io.RawIOBase):
     :param max_decompressed_size: the most bytes decompression may
         produce, or None.
     :param sparse: whether all-zero blocks become holes.
+    :param to_raw: write a qcow2 whose layout allows it as a raw disk
+        while it arrives (:mod:`ironic_images.qcow2_stream`); other
+        images are written as they come.
+    :param spill_dir: with ``to_raw``, where qcow2 clusters that arrive
+        before they can be placed wait (default: the temp directory).
+    :param check_space: with ``to_raw``, called with the virtual size
+        before a qcow2 is written as a raw disk; raises to refuse it.
     """
 
     def __init__(self, image_file, image_href, inspector=None,
-                 decompress=True, max_decompressed_size=None, sparse=True):
+                 decompress=True, max_decompressed_size=None, sparse=True,
+                 to_raw=False, spill_dir=None, check_space=None):
         super().__init__()
         self._fd = image_file.fileno()
         self._href = image_href
@@ -82,6 +102,10 @@ class ImageSink(io.RawIOBase):
         self._decompress = decompress
         self._limit = max_decompressed_size
         self._sparse = sparse
+        self._to_raw = to_raw
+        self._spill_dir = spill_dir
+        self._check_space = check_space
+        self._qcow2 = None
         self._start()
 
     def _start(self):
@@ -92,6 +116,12 @@ class ImageSink(io.RawIOBase):
         self._received = 0
         self._offset = 0
         self._inspecting = self._inspector is not None
+        if self._qcow2 is not None:
+            self._qcow2.close()
+            self._qcow2 = None
+        self._virtual_size = None
+        self._probe_head = bytearray()
+        self._writer = self._probe if self._to_raw else self._write_plain
 
     def writable(self):
         return True
@@ -131,7 +161,8 @@ class ImageSink(io.RawIOBase):
 
         :returns: the number of bytes taken (always all of them).
         :raises: ImageDownloadFailed (corrupt compressed data),
-            ImageUnacceptable (past the decompression cap), OSError.
+            ImageUnacceptable (past the decompression cap, a corrupt
+            qcow2 written as raw), what ``check_space`` raises, OSError.
         """
         view = memoryview(data).cast('B')
         self._received += len(view)
@@ -166,23 +197,52 @@ class ImageSink(io.RawIOBase):
         if self._inspecting:
             self._inspector.update(view)
             self._inspecting = not self._inspector.complete
-        if self._sparse:
-            self._write_sparse(view)
-        else:
-            self._pwrite(view, self._offset)
+        self._writer(view, self._offset)
         self._offset += len(view)
 
-    def _write_sparse(self, view):
+    def _probe(self, view, offset):
+        """Hold the first bytes until a qcow2 header can be read."""
+        self._probe_head += view
+        if len(self._probe_head) >= qcow2_stream.HEADER_BYTES:
+            self._choose_writer()
+
+    def _choose_writer(self):
+        head, self._probe_head = self._probe_head, bytearray()
+        header, why = qcow2_stream.streamable_header(head)
+        if header is None:
+            if head.startswith(qcow2_stream.MAGIC):
+                LOG.debug('%(href)s: qcow2 converted after the download '
+                          '(%(why)s)', {'href': masking.mask_href(
+                              self._href), 'why': why})
+            self._writer = self._write_plain
+        else:
+            if self._check_space is not None:
+                self._check_space(header.virtual_size)
+            self._qcow2 = qcow2_stream.Qcow2ToRaw(
+                header, self._write_sparse, self._spill_dir, self._href)
+            self._virtual_size = header.virtual_size
+            self._writer = self._write_qcow2
+        self._writer(memoryview(head), 0)
+
+    def _write_qcow2(self, view, offset):
+        self._qcow2.write(view)
+
+    def _write_plain(self, view, offset):
+        if self._sparse:
+            self._write_sparse(view, offset)
+        else:
+            self._pwrite(view, offset)
+
+    def _write_sparse(self, view, offset):
         run_start = 0
         for start in range(0, len(view), SPARSE_BLOCK):
             block = view[start:start + SPARSE_BLOCK]
             if _is_zero_block(block):
                 if start > run_start:
-                    self._pwrite(view[run_start:start],
-                                 self._offset + run_start)
+                    self._pwrite(view[run_start:start], offset + run_start)
                 run_start = start + SPARSE_BLOCK
         if run_start < len(view):
-            self._pwrite(view[run_start:], self._offset + run_start)
+            self._pwrite(view[run_start:], offset + run_start)
 
     def _pwrite(self, view, offset):
         while view:
@@ -197,21 +257,29 @@ class ImageSink(io.RawIOBase):
 
         :returns: a :class:`SinkResult`.
         :raises: ImageDownloadFailed for a truncated compressed stream;
+            ImageUnacceptable for a qcow2 that cannot be written as raw;
             OSError from the file system.
         """
         if not self._decided:
             self._decide()
         if self._decoder is not None:
             self._decoder.finish()
-        os.ftruncate(self._fd, self._offset)
+        if self._writer == self._probe:
+            self._choose_writer()
+        length = self._offset
+        if self._qcow2 is not None:
+            self._qcow2.finish()
+            length = self._virtual_size
+        os.ftruncate(self._fd, length)
         detected = None
         if self._inspector is not None:
             # The inspector may have stopped being fed early: tell it the
             # length, which is the virtual size of a raw image.
             self._inspector.finish(size=self._offset)
             detected = self._inspector.result()
-        return SinkResult(self._received, self._offset, self.compression,
-                          detected)
+        return SinkResult(self._received, length, self.compression,
+                          detected,
+                          converted='raw' if self._qcow2 else None)
 
 
 def _is_zero_block(block):

@@ -139,8 +139,20 @@ def _run_conversion(cmd):
     retrying(qemu_img.execute, *cmd, cpu_time=False)
 
 
-def _check_output(part, qemu_out, out_subformat, image_href):
-    """Inspect the converted file: it must be the requested format."""
+def check_output(part, qemu_out, out_subformat, image_href):
+    """Inspect a converted file: it must be the requested format.
+
+    A raw output that looks like another format (the guest's disk starts
+    with a qcow2 header, say) is refused: it could be taken for that
+    format later.
+
+    :param part: the converted file.
+    :param qemu_out: the qemu-img name of the requested format.
+    :param out_subformat: the requested subformat, or None.
+    :param image_href: the image, for messages.
+    :raises: ImageConvertFailed when the output is another format or
+        cannot be inspected.
+    """
     try:
         detected = inspection.inspect_file(part, image_href=image_href)
     except exception.IronicImagesException as e:
@@ -251,7 +263,7 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
                 image_href=image_href,
                 reason=_('qemu-img convert failed: %s')
                 % qemu_img.failure_reason(e))
-        _check_output(part, qemu_out, out_subformat, image_href)
+        check_output(part, qemu_out, out_subformat, image_href)
         try:
             _fsync(part)
             fileutils.commit(part, dest)
