@@ -160,7 +160,8 @@ def fetch_to_raw(context, image_href, path, checksum=None,
     A raw (or gpt, iso) image is fetched straight to ``path``, sparse. A
     qcow2 is written as a raw disk while it arrives, once its virtual
     size is checked against the free space
-    (:mod:`ironic_images.qcow2_stream`), when its header allows. Any other
+    (:mod:`ironic_images.qcow2_stream`), when its header allows and
+    ``[image_convert]stream_qcow2`` is set. Any other
     permitted format (or a qcow2 whose header does not allow it) is
     checked again by ``qemu-img info``, its virtual size checked against
     the free space, and converted with qemu-img; the fetched file is
@@ -173,7 +174,8 @@ def fetch_to_raw(context, image_href, path, checksum=None,
     """
     with _fetched_part(context, image_href, path, checksum, checksum_algo,
                        expected_format, image_auth_data, progress,
-                       cpu_arch, to_raw=True) as fetched:
+                       cpu_arch, to_raw=CONF.image_convert.stream_qcow2) \
+            as fetched:
         if fetched.format in RAW_FORMATS:
             _commit(fetched.path, path, image_href)
         else:
@@ -393,7 +395,8 @@ def fetch_to_volume_format(context, image_href, dest, volume_format,
         _to_format(fetched, dest, volume_format, volume_subformat, size,
                    image_href, keep_source=True)
         return fetched
-    to_raw = volume_format == 'raw' and not volume_subformat
+    to_raw = (CONF.image_convert.stream_qcow2 and volume_format == 'raw'
+              and not volume_subformat)
     with _fetched_part(context, image_href, dest, to_raw=to_raw,
                        **_fetch_args(kwargs)) as fetched:
         _to_format(fetched, dest, volume_format, volume_subformat, size,

@@ -41,6 +41,16 @@ opts = [
                default=16, min=1, max=16,
                help=_('Parallel coroutines of qemu-img convert (-m); with '
                       'out-of-order writes (-W). Default: 16.')),
+    cfg.BoolOpt('stream_qcow2',
+                default=True,
+                help=_('When an image is fetched to raw, write a qcow2 as a '
+                       'raw disk while it downloads, if its header allows '
+                       '(version 2 or 3, clusters of 64 KiB to 2 MiB, no '
+                       'encryption, backing file, external data file or '
+                       'extended L2 entries): no temp file and no qemu-img '
+                       'pass after the download. When False, or for any '
+                       'other qcow2, the image is downloaded to a temp file '
+                       'and converted by qemu-img. Default: True.')),
 ]
 
 
