@@ -19,9 +19,10 @@ checksum='sha256:HEX')``: one pass over the bytes (sha256, format
 inspection, each qcow2 data cluster written sparse at its place in the raw
 disk) into a temp file, inspection of the output, fsync and rename. A
 qcow2 that cannot be streamed would take ``qemu-img info`` and
-``qemu-img convert`` instead; the reads count both ways. Reports ``bytes`` as SIZE, the size of the
-qcow2 fetched, and the reads of the process (and of its qemu-img children) from
-/proc/self/io up to the start of the conversion and in all.
+``qemu-img convert`` instead; the reads count both ways. Reports
+``bytes`` as SIZE, the size of the qcow2 fetched, and the reads of the
+process (and of its qemu-img children) from /proc/self/io up to the start
+of the conversion and in all.
 """
 
 import os
