@@ -1,0 +1,479 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""fetch_to_raw of qcow2 images written as raw while they arrive.
+
+Every image is made by qemu-img and qemu-io in the layout under test
+(compressed, version 2, 2 MiB clusters, preallocated metadata, an L1
+table moved to the end by a resize, data written in random guest order,
+an internal snapshot, lazy refcounts). Each is fetched from nginx and
+from a file, and the raw disk must be byte for byte what ``qemu-img
+convert -f qcow2 -O raw`` makes of the same image, with no qemu-img
+conversion run (the stream decoder did it); layouts the decoder leaves
+to qemu-img (4 KiB clusters) give the same disk through qemu-img.
+"""
+
+import filecmp
+import gzip
+import json
+import os
+import random
+import struct
+import subprocess
+
+import fixtures
+from oslo_utils import units
+import zstandard
+
+from ironic_images import exception
+from ironic_images import image_fetch
+from ironic_images import image_sink
+from ironic_images import qcow2_stream
+from ironic_images import qemu_convert
+from ironic_images import qemu_img
+from ironic_images.tests import base
+from ironic_images.tests.functional import images
+from ironic_images.tests.functional.servers import base as servers_base
+from ironic_images.tests.functional.servers import faults
+from ironic_images.tests.functional.servers import nginx
+
+SIZE = 8 * units.Mi
+# Past 512 MiB, a 64 KiB-cluster image needs a second L1 entry: a resize
+# there moves the L1 table to the end of the file.
+RESIZED = units.Gi
+# Files larger than this are compared by qemu-img compare (which skips
+# holes) rather than read into memory.
+READ_COMPARE_MAX = 64 * units.Mi
+
+
+def qemu_io(path, *commands):
+    """Run qemu-io commands on a qcow2 image (skips outside CI if absent)."""
+    binary = servers_base.require_binary('qemu-io')
+    args = [binary, '-f', 'qcow2']
+    for command in commands:
+        args += ['-c', command]
+    subprocess.run(args + [path], check=True, capture_output=True,
+                   stdin=subprocess.DEVNULL)
+
+
+def qcow2_fields(path):
+    """The fixed header fields of a qcow2 image, as a dict."""
+    with open(path, 'rb') as f:
+        head = f.read(72)
+    names = ('magic', 'version', 'backing_offset', 'backing_size',
+             'cluster_bits', 'size', 'crypt', 'l1_size', 'l1_offset',
+             'refcount_offset', 'refcount_clusters', 'snapshots',
+             'snapshots_offset')
+    return dict(zip(names, struct.unpack('>4sIQIIQIIQQIIQ', head)))
+
+
+class Qcow2StreamTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(240, gentle=True))
+        servers_base.require_binary('qemu-img')
+        servers_base.require_binary('qemu-io')
+        self.config(webserver_connection_timeout=5)
+        # Chunks that split clusters, so a cluster arrives in pieces.
+        self.config(chunk_size=100000, group='download')
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.root = self.images_dir
+        self.dest_dir = os.path.join(self.tmp, 'dest')
+        os.mkdir(self.dest_dir)
+        self.work = os.path.join(self.tmp, 'work')
+        os.mkdir(self.work)
+        # Incompressible data, the same on every run.
+        self.noise = os.path.join(self.work, 'noise')
+        with open(self.noise, 'wb') as f:
+            f.write(random.Random(20261122).randbytes(units.Mi))
+        self.convert = self.useFixture(fixtures.MockPatchObject(
+            qemu_convert, 'convert_image',
+            wraps=qemu_convert.convert_image)).mock
+        self.execute = self.useFixture(fixtures.MockPatchObject(
+            qemu_img, 'execute', wraps=qemu_img.execute)).mock
+
+    # --- images ------------------------------------------------------------
+
+    def path(self, name):
+        return os.path.join(self.root, name)
+
+    def create(self, name, size=SIZE, *options):
+        path = self.path(name)
+        images.qemu_img('create', '-q', '-f', 'qcow2', *options, path, size)
+        return path
+
+    def fill(self, path, size=SIZE):
+        """Write data of several kinds; none of it is cluster-aligned only.
+
+        Incompressible clusters, pattern bytes across a cluster boundary
+        at an odd offset, a cluster zeroed inside data (the zero flag in
+        version 3) and the last sector of the disk.
+        """
+        qemu_io(path,
+                'write -P 0x11 0 4k',
+                'write -s %s 64k 192k' % self.noise,
+                'write -P 0x5a 1000000 70000',
+                'write -s %s 3M 256k' % self.noise,
+                'write -z 3200k 64k',
+                'write -P 0xee %d 512' % (size - 512))
+        return path
+
+    def make(self, variant):
+        """Make the qcow2 image of a variant in the served root."""
+        return getattr(self, '_make_' + variant.replace('-', '_'))(
+            variant + '.qcow2')
+
+    def _make_default(self, name):
+        return self.fill(self.create(name))
+
+    def _make_converted(self, name):
+        # What qemu-img convert writes: data in guest order, then tables.
+        return images.make_image('qcow2', self.root, size=SIZE)
+
+    def _compressed(self, name, *options):
+        source = self.fill(self.create('uncompressed-' + name))
+        path = self.path(name)
+        images.qemu_img('convert', '-f', 'qcow2', '-O', 'qcow2', '-c',
+                        *options, source, path)
+        os.unlink(source)
+        return path
+
+    def _make_zlib(self, name):
+        return self._compressed(name)
+
+    def _make_zstd(self, name):
+        path = self._compressed(name, '-o', 'compression_type=zstd')
+        # Compressed writes after the conversion: packed after the tables.
+        qemu_io(path, 'write -c -P 0x77 5M 128k',
+                'write -c -s %s 6M 64k' % self.noise)
+        return path
+
+    def _make_v2(self, name):
+        return self.fill(self.create(name, SIZE, '-o', 'compat=0.10'))
+
+    def _make_cluster_2m(self, name):
+        return self.fill(self.create(name, SIZE, '-o', 'cluster_size=2M'))
+
+    def _make_preallocated(self, name):
+        return self.fill(self.create(name, SIZE, '-o',
+                                     'preallocation=metadata'))
+
+    def _make_lazy_refcounts(self, name):
+        return self.fill(self.create(name, SIZE, '-o', 'lazy_refcounts=on'))
+
+    def _make_odd_size(self, name):
+        # The last cluster is partly past the end of the disk.
+        size = SIZE + 3 * 512
+        return self.fill(self.create(name, size), size)
+
+    def _make_resized(self, name):
+        path = self.fill(self.create(name))
+        images.qemu_img('resize', '-f', 'qcow2', path, RESIZED)
+        qemu_io(path, 'write -P 0x21 700M 128k',
+                'write -s %s 2M 64k' % self.noise,
+                'write -P 0x22 %d 4k' % (RESIZED - 4096))
+        return path
+
+    def _make_random_order(self, name):
+        path = self.create(name, RESIZED)
+        rng = random.Random(7)
+        # Clusters in both L2 tables (either side of 512 MiB), some
+        # written twice, some unaligned, in shuffled order.
+        offsets = [n * 64 * units.Ki for n in range(24)] + [
+            512 * units.Mi + n * 64 * units.Ki - 3 * 512 for n in range(12)]
+        offsets += rng.sample(offsets, 6)
+        rng.shuffle(offsets)
+        commands = []
+        for number, offset in enumerate(offsets):
+            if number % 3:
+                commands.append('write -P 0x%02x %d 64k'
+                                % (number + 1, offset))
+            else:
+                commands.append('write -s %s %d 64k' % (self.noise,
+                                                        offset))
+        qemu_io(path, *commands)
+        return path
+
+    def _make_snapshot(self, name):
+        path = self.fill(self.create(name))
+        images.qemu_img('snapshot', '-c', 'before', path)
+        # Copy-on-write of shared clusters, and new ones.
+        qemu_io(path, 'write -P 0x33 64k 64k', 'write -P 0x34 1M 16k',
+                'write -z 3M 64k', 'write -P 0x35 6M 64k')
+        return path
+
+    def _make_cluster_4k(self, name):
+        return self.fill(self.create(name, SIZE, '-o', 'cluster_size=4k'))
+
+    def reference(self, path):
+        """What qemu-img makes of a qcow2 image: the expected raw disk."""
+        out = os.path.join(self.work, os.path.basename(path) + '.raw')
+        images.qemu_img('convert', '-f', 'qcow2', '-O', 'raw', path, out)
+        return out
+
+    # --- checks ------------------------------------------------------------
+
+    def assertSameRaw(self, expected, path):
+        size = os.path.getsize(expected)
+        self.assertEqual(size, os.path.getsize(path))
+        if size <= READ_COMPARE_MAX:
+            self.assertTrue(filecmp.cmp(expected, path, shallow=False),
+                            '%s differs from %s' % (path, expected))
+        else:
+            images.qemu_img('compare', '-f', 'raw', '-F', 'raw', expected,
+                            path)
+
+    def assertOnly(self, names):
+        """The destination directory holds these files, nothing else."""
+        self.assertEqual(sorted(names), sorted(os.listdir(self.dest_dir)))
+
+    def qemu_img_commands(self):
+        return [call.args[0] for call in self.execute.call_args_list]
+
+    def assertStreamed(self):
+        self.assertEqual(0, self.convert.call_count)
+        self.assertNotIn('convert', self.qemu_img_commands())
+
+    def dest(self, name):
+        return os.path.join(self.dest_dir, name)
+
+    def fetch_to_raw(self, href, name):
+        self.convert.reset_mock()
+        self.execute.reset_mock()
+        return image_fetch.fetch_to_raw(None, href, self.dest(name))
+
+
+STREAMED = ('default', 'converted', 'zlib', 'zstd', 'v2', 'cluster-2m',
+            'preallocated', 'lazy-refcounts', 'odd-size', 'resized',
+            'random-order', 'snapshot')
+
+
+class TestStreamedVariants(Qcow2StreamTestCase):
+    """Every layout qemu writes, from nginx and from a file."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(nginx.NginxFixture(self.root))
+
+    def check_variant(self, variant):
+        path = self.make(variant)
+        expected = self.reference(path)
+        header, why = qcow2_stream.streamable_header(
+            open(path, 'rb').read(qcow2_stream.HEADER_BYTES))
+        self.assertIsNone(why, variant)
+        hrefs = {'http': self.server.url_for(os.path.basename(path)),
+                 'file': 'file://' + path}
+        for scheme, href in hrefs.items():
+            name = '%s-%s' % (variant, scheme)
+            fetched = self.fetch_to_raw(href, name)
+            self.assertStreamed()
+            self.assertEqual('raw', fetched.format, name)
+            self.assertEqual('qcow2', fetched.source_format, name)
+            self.assertEqual(header.virtual_size, fetched.virtual_size)
+            self.assertEqual(header.virtual_size, fetched.size)
+            self.assertSameRaw(expected, self.dest(name))
+        self.assertOnly(['%s-%s' % (variant, s) for s in hrefs])
+
+    def test_default(self):
+        self.check_variant('default')
+
+    def test_written_by_qemu_img_convert(self):
+        self.check_variant('converted')
+
+    def test_zlib_compressed(self):
+        self.check_variant('zlib')
+
+    def test_zstd_compressed(self):
+        self.check_variant('zstd')
+
+    def test_version_2(self):
+        self.check_variant('v2')
+
+    def test_2m_clusters(self):
+        self.check_variant('cluster-2m')
+
+    def test_preallocated_metadata(self):
+        self.check_variant('preallocated')
+
+    def test_lazy_refcounts(self):
+        self.check_variant('lazy-refcounts')
+
+    def test_size_not_a_multiple_of_the_cluster(self):
+        self.check_variant('odd-size')
+
+    def test_l1_table_moved_to_the_end_by_a_resize(self):
+        path = self.make('resized')
+        fields = qcow2_fields(path)
+        mapped = images.qemu_img('map', '-f', 'qcow2', '--output=json',
+                                 path)
+        first_data = min(e['offset'] for e in json.loads(mapped)
+                         if e['data'] and 'offset' in e)
+        # The layout under test: data before the L1 table in the file.
+        self.assertGreater(fields['l1_offset'], first_data)
+        os.unlink(path)
+        self.check_variant('resized')
+
+    def test_random_guest_order(self):
+        self.check_variant('random-order')
+
+    def test_internal_snapshot(self):
+        path = self.make('snapshot')
+        self.assertEqual(1, qcow2_fields(path)['snapshots'])
+        os.unlink(path)
+        self.check_variant('snapshot')
+
+    def test_compressed_in_transit(self):
+        """A qcow2 served as .zst or .gz is decompressed then streamed."""
+        path = self.make('zlib')
+        expected = self.reference(path)
+        with open(path, 'rb') as f:
+            data = f.read()
+        served = {'zst': zstandard.ZstdCompressor().compress(data),
+                  'gz': gzip.compress(data)}
+        for suffix, body in served.items():
+            with open(self.path('disk.qcow2.' + suffix), 'wb') as f:
+                f.write(body)
+            fetched = self.fetch_to_raw(
+                self.server.url_for('disk.qcow2.' + suffix), suffix)
+            self.assertStreamed()
+            self.assertEqual({'zst': 'zstd', 'gz': 'gzip'}[suffix],
+                             fetched.compression)
+            self.assertSameRaw(expected, self.dest(suffix))
+        self.assertOnly(served)
+
+    def test_fetch_to_volume_format_raw_streams(self):
+        path = self.make('resized')
+        expected = self.reference(path)
+        self.convert.reset_mock()
+        self.execute.reset_mock()
+        fetched = image_fetch.fetch_to_volume_format(
+            None, self.server.url_for(os.path.basename(path)),
+            self.dest('volume'), 'raw')
+        self.assertStreamed()
+        self.assertEqual('raw', fetched.format)
+        self.assertSameRaw(expected, self.dest('volume'))
+        self.assertOnly(['volume'])
+
+
+class TestFallbackAndRefusals(Qcow2StreamTestCase):
+
+    def href(self, path):
+        return 'file://' + path
+
+    def test_4k_clusters_are_converted_by_qemu_img(self):
+        path = self.make('cluster-4k')
+        header, why = qcow2_stream.streamable_header(
+            open(path, 'rb').read(qcow2_stream.HEADER_BYTES))
+        self.assertIsNone(header)
+        self.assertIn('cluster size', why)
+        fetched = self.fetch_to_raw(self.href(path), 'disk')
+        self.assertEqual(1, self.convert.call_count)
+        self.assertIn('convert', self.qemu_img_commands())
+        self.assertEqual('raw', fetched.format)
+        self.assertSameRaw(self.reference(path), self.dest('disk'))
+        self.assertOnly(['disk'])
+
+    def test_backing_and_data_files_are_refused(self):
+        for kind in ('qcow2-backing-file', 'qcow2-data-file'):
+            path = images.make_image(kind, self.root, size=SIZE)
+            self.assertRaises(exception.ImageUnacceptable,
+                              self.fetch_to_raw, self.href(path), kind)
+            self.assertEqual([], self.qemu_img_commands(), kind)
+            self.assertOnly([])
+
+    def test_guest_disk_starting_with_a_qcow2_header_is_refused(self):
+        # A guest whose disk holds a qcow2 image at offset 0: its raw
+        # disk would be taken for a qcow2 by the next reader.
+        inner = self.fill(self.create('inner.qcow2'))
+        raw = os.path.join(self.work, 'guest.raw')
+        with open(inner, 'rb') as src, open(raw, 'wb') as out:
+            out.write(src.read())
+            out.truncate(SIZE)
+        for variant, options in (('streamed', ()),
+                                 ('qemu-img', ('-o', 'cluster_size=4k'))):
+            path = self.path('guest-%s.qcow2' % variant)
+            images.qemu_img('convert', '-f', 'raw', '-O', 'qcow2', *options,
+                            raw, path)
+            error = self.assertRaises(exception.ImageConvertFailed,
+                                      self.fetch_to_raw, self.href(path),
+                                      variant)
+            self.assertIn('qcow2', str(error))
+            self.assertEqual(0 if variant == 'streamed' else 1,
+                             self.convert.call_count)
+            self.assertOnly([])
+
+    def test_virtual_size_larger_than_free_space(self):
+        path = self.fill(self.create('big.qcow2', 64 * units.Mi))
+        self.assertLess(os.path.getsize(path), 2 * units.Mi)
+        real_statvfs = os.statvfs
+        dest_dir = self.dest_dir
+
+        def two_mib_free(directory):
+            result = real_statvfs(directory)
+            if os.path.abspath(directory) != dest_dir:
+                return result
+            # f_bavail (index 4) in blocks of f_frsize (index 1).
+            return os.statvfs_result(result[:4] + (
+                2 * units.Mi // result[1],) + result[5:])
+
+        self.useFixture(fixtures.MonkeyPatch('os.statvfs', two_mib_free))
+        decoder = self.useFixture(fixtures.MockPatchObject(
+            qcow2_stream, 'Qcow2ToRaw', wraps=qcow2_stream.Qcow2ToRaw)).mock
+        pwrite = self.useFixture(fixtures.MockPatchObject(
+            image_sink.ImageSink, '_pwrite', autospec=True,
+            side_effect=image_sink.ImageSink._pwrite)).mock
+        error = self.assertRaises(exception.InsufficientDiskSpace,
+                                  self.fetch_to_raw, self.href(path), 'disk')
+        self.assertIn('64', str(error))
+        self.assertEqual(0, decoder.call_count)
+        self.assertEqual(0, pwrite.call_count)
+        self.assertEqual([], self.qemu_img_commands())
+        self.assertOnly([])
+
+
+class TestInterruptedDownload(Qcow2StreamTestCase):
+    """A dropped connection mid-image: resumed, or restarted from 0."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(faults.FaultServerFixture())
+
+    def check(self, path, ranges, cuts):
+        expected = self.reference(path)
+        url = self.server.add('/disk.qcow2', file=path, ranges=ranges)
+        self.server.script('/disk.qcow2', cuts, method='GET')
+        fetched = self.fetch_to_raw(url, 'disk')
+        self.assertStreamed()
+        self.assertEqual('raw', fetched.format)
+        self.assertSameRaw(expected, self.dest('disk'))
+        self.assertOnly(['disk'])
+        gets = self.server.requests_for('/disk.qcow2', 'GET')
+        self.assertEqual(len(cuts) + 1, len(gets))
+        return gets
+
+    def test_reset_then_resumed(self):
+        path = self.make('resized')
+        size = os.path.getsize(path)
+        gets = self.check(path, True,
+                          [faults.cut(size // 2 + 12345, reset=True)])
+        self.assertIsNotNone(gets[-1].header('range'))
+
+    def test_cut_then_restarted_from_the_start(self):
+        # Without Range the sink rewinds: the decoder starts over, with
+        # clusters spilled and compressed data carried by the first try.
+        rewinds = self.useFixture(fixtures.MockPatchObject(
+            image_sink.ImageSink, 'seek', autospec=True,
+            side_effect=image_sink.ImageSink.seek)).mock
+        self.check(self.make('zstd'), False,
+                   [faults.cut(300001), faults.cut(150000)])
+        self.assertEqual(2, rewinds.call_count)
