@@ -142,6 +142,15 @@ class Qcow2StreamTestCase(base.TestCase):
 
     def _compressed(self, name, *options):
         source = self.fill(self.create('uncompressed-' + name))
+        # Clusters that compress to about 24 KiB each: packed together,
+        # some straddle a host cluster boundary.
+        qemu_io(source, *['write -s %s %d 24k' % (self.noise, offset)
+                          for offset in range(4 * units.Mi, 5 * units.Mi,
+                                              64 * units.Ki)])
+        qemu_io(source, *['write -P 0x%02x %d 40k' % (0x40 + n, offset)
+                          for n, offset in enumerate(range(
+                              4 * units.Mi + 24 * units.Ki, 5 * units.Mi,
+                              64 * units.Ki))])
         path = self.path(name)
         images.qemu_img('convert', '-f', 'qcow2', '-O', 'qcow2', '-c',
                         *options, source, path)
