@@ -187,7 +187,9 @@ class Qcow2ToRaw:
         self._tables = {}
         self._heap = []
         self._seq = 0
-        self._late = []
+        # (host, word, guest) of entries pointing back into the spill file,
+        # flat: as compact as _Mappings.
+        self._late = array.array('Q')
         self._carry = []
         self._l1 = bytearray(header.l1_entries * 8)
         self._l1_parts = -(-len(self._l1) // self._cs)
@@ -240,9 +242,10 @@ class Qcow2ToRaw:
             if self._tables or self._heap:
                 self._refuse(_('a table or cluster lies past the end of '
                                'the file'))
-            for host, word, guest in self._late:
-                self._place_late(host, word, guest)
-            self._late = []
+            late = self._late
+            for at in range(0, len(late), 3):
+                self._place_late(late[at], late[at + 1], late[at + 2])
+            self._late = array.array('Q')
         finally:
             self.close()
 
@@ -343,7 +346,7 @@ class Qcow2ToRaw:
             if host >= passed:
                 future.append((host, word, first_guest + slot))
             elif self._is_spilled(host // cs):
-                self._late.append((host, word, first_guest + slot))
+                self._late.extend((host, word, first_guest + slot))
             else:
                 self._refuse(_('cluster at %d is used twice') % host)
         if future:
