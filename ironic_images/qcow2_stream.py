@@ -142,8 +142,9 @@ def streamable_header(head):
         return None, 'L1 table of %d entries' % l1_size
     if l1_offset % cluster_size:
         return None, 'unaligned L1 table'
-    return Qcow2Header(cluster_bits, virtual_size, l1_offset, l1_entries,
-                       compression, version), None
+    # qemu's disk is whole sectors: it drops a partial last one.
+    return Qcow2Header(cluster_bits, virtual_size - virtual_size % _SECTOR,
+                       l1_offset, l1_entries, compression, version), None
 
 
 class _Mappings:

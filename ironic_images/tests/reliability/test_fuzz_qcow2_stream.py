@@ -388,6 +388,16 @@ class TestQcow2StreamDifferential(base.ReliabilityTestCase):
         self.assertGreater(resized['l1'][0][0],
                            min(offset for offset, _ in resized['data']))
 
+    def test_virtual_size_not_a_multiple_of_512(self):
+        # qemu reads whole sectors: it rounds the size down (a disk of
+        # 4 MiB - 100 bytes is 4 MiB - 512 bytes; one of 1 byte is empty).
+        for name in ('plain', 'v2', 'resized'):
+            seed = self.seeds[name][0]
+            for size in (SEED_SIZE - 100, 1):
+                mutant = apply(seed, [(24, _pack(size, 8))])
+                self.assertEqual('same', self.check(mutant, [65536]),
+                                 '%s of size %d' % (name, size))
+
     @given(st.data())
     @settings(max_examples=150)
     def test_plain(self, data):
