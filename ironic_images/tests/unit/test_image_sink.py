@@ -12,6 +12,8 @@
 
 import io
 import os
+import tempfile
+from unittest import mock
 import zlib
 
 import fixtures
@@ -19,12 +21,16 @@ import zstandard
 
 from ironic_images import exception
 from ironic_images import image_sink
+from ironic_images import inspection
+from ironic_images import qcow2_stream
 from ironic_images.tests import base
+from ironic_images.tests.unit import qcow2_builder
 from ironic_images import transfer
 
 BLOCK = image_sink.SPARSE_BLOCK
 IMAGE = (os.urandom(BLOCK + 100) + bytes(40 * BLOCK) + os.urandom(10)
          + bytes(3 * BLOCK))
+QCS = 64 * 1024
 
 
 class RecordingInspector:
@@ -174,3 +180,225 @@ class TestImageSink(base.TestCase):
         sink.finish()
         with open(self.path, 'rb') as image:
             self.assertEqual(IMAGE, image.read())
+
+
+class RecordingStreamInspector(inspection.StreamInspector):
+    """The real inspector, keeping a copy of what it is fed."""
+
+    def reset(self):
+        super().reset()
+        self.seen = bytearray()
+
+    def update(self, data):
+        self.seen += data
+        super().update(data)
+
+
+def _streamable_qcow2(method='zlib'):
+    """A qcow2 that streams, with every kind of cluster.
+
+    Data, all-zero data clusters, a zero-flag and unallocated clusters,
+    packed compressed clusters, and a table after its data (spilled).
+    """
+    b = qcow2_builder.Qcow2Builder(12 * QCS, compression=method)
+    b.data(0, 2)
+    b.data(1, 3, bytes(QCS))
+    b.data(2, 4, bytes(QCS))
+    b.l2(0, 5)
+    b.zero(3)
+    at = b.compressed(4, 6 * QCS + 100)
+    at = b.compressed(5, at)
+    b.compressed(6, at)
+    b.data(8, 7)
+    b.data(11, 8, os.urandom(100))
+    return b
+
+
+class TestImageSinkToRaw(base.TestCase):
+    """ImageSink(to_raw=True): a streamable qcow2 becomes a raw disk."""
+
+    def setUp(self):
+        super().setUp()
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.path = os.path.join(tmp, 'image')
+        self.spill_dir = os.path.join(tmp, 'spill')
+        os.mkdir(self.spill_dir)
+        self.file = open(self.path, 'wb', buffering=0)
+        self.addCleanup(self.file.close)
+        self.inspector = RecordingStreamInspector('href')
+        self.check_space = mock.Mock(return_value=None)
+        self.made = []
+        real = tempfile.TemporaryFile
+
+        def spy(*args, **kwargs):
+            spill = real(*args, **kwargs)
+            self.made.append(spill)
+            return spill
+
+        self.useFixture(fixtures.MockPatchObject(
+            qcow2_stream.tempfile, 'TemporaryFile', side_effect=spy))
+
+    def _sink(self, **kwargs):
+        kwargs.setdefault('inspector', self.inspector)
+        return image_sink.ImageSink(
+            self.file, 'href', to_raw=True, spill_dir=self.spill_dir,
+            check_space=self.check_space, **kwargs)
+
+    def _write_all(self, sink, data, piece=100000):
+        for start in range(0, len(data), piece):
+            sink.write(data[start:start + piece])
+        return sink.finish()
+
+    def _written(self):
+        with open(self.path, 'rb') as image:
+            return image.read()
+
+    def test_streamable_qcow2_becomes_a_sparse_raw_disk(self):
+        b = _streamable_qcow2()
+        image = b.build()
+        result = self._write_all(self._sink(), image)
+        self.assertEqual('raw', result.converted)
+        self.assertEqual(12 * QCS, result.size)
+        self.assertEqual(len(image), result.received)
+        self.assertIsNone(result.compression)
+        self.assertEqual(b.expected_raw(), self._written())
+        self.check_space.assert_called_once_with(12 * QCS)
+        # Six clusters hold data (the last one 100 bytes); the two
+        # all-zero data clusters, the zero-flag and the unallocated
+        # ones are holes.
+        self.assertLessEqual(os.stat(self.path).st_blocks * 512, 6 * QCS)
+        # The spill file was needed, and is gone.
+        self.assertEqual(1, len(self.made))
+        self.assertTrue(self.made[0].closed)
+        self.assertEqual([], os.listdir(self.spill_dir))
+
+    def test_the_inspector_sees_the_qcow2(self):
+        b = _streamable_qcow2()
+        image = b.build()
+        result = self._write_all(self._sink(), image, piece=7000)
+        self.assertEqual('qcow2', result.detected.format)
+        self.assertEqual(12 * QCS, result.detected.virtual_size)
+        seen = bytes(self.inspector.seen)
+        self.assertGreaterEqual(len(seen), qcow2_stream.HEADER_BYTES)
+        self.assertEqual(image[:len(seen)], seen)
+
+    def test_zstd_clusters(self):
+        b = _streamable_qcow2('zstd')
+        result = self._write_all(self._sink(), b.build())
+        self.assertEqual('raw', result.converted)
+        self.assertEqual(b.expected_raw(), self._written())
+
+    def test_zstd_compressed_qcow2_stream(self):
+        b = _streamable_qcow2()
+        image = b.build()
+        compressed = zstandard.ZstdCompressor().compress(image)
+        result = self._write_all(self._sink(), compressed, piece=3000)
+        self.assertEqual('zstd', result.compression)
+        self.assertEqual('raw', result.converted)
+        self.assertEqual(len(compressed), result.received)
+        self.assertEqual(b.expected_raw(), self._written())
+        self.assertEqual('qcow2', result.detected.format)
+
+    def test_qcow2_that_does_not_stream_is_written_as_it_came(self):
+        # 4 KiB clusters: qemu-img converts it after the download.
+        b = qcow2_builder.Qcow2Builder(64 * 4096, cluster_bits=12)
+        b.l2(0, 2)
+        b.data(0, 3)
+        b.data(5, 4)
+        image = b.build()
+        result = self._write_all(self._sink(), image, piece=1000)
+        self.assertIsNone(result.converted)
+        self.assertEqual(len(image), result.size)
+        self.assertEqual(image, self._written())
+        self.assertEqual('qcow2', result.detected.format)
+        self.check_space.assert_not_called()
+        self.assertEqual([], self.made)
+
+    def test_raw_image_is_written_as_it_came(self):
+        result = self._write_all(self._sink(), IMAGE)
+        self.assertIsNone(result.converted)
+        self.assertEqual(len(IMAGE), result.size)
+        self.assertEqual(IMAGE, self._written())
+        self.assertEqual('raw', result.detected.format)
+        self.check_space.assert_not_called()
+
+    def test_check_space_refuses_before_anything_is_written(self):
+        self.check_space.side_effect = exception.InsufficientDiskSpace(
+            path=self.path, image_href='href', required=1, available=0)
+        image = _streamable_qcow2().build()
+        sink = self._sink()
+        sink.write(image[:qcow2_stream.HEADER_BYTES - 1])
+        self.assertRaises(exception.InsufficientDiskSpace, sink.write,
+                          image[qcow2_stream.HEADER_BYTES - 1:])
+        self.check_space.assert_called_once_with(12 * QCS)
+        self.assertEqual(b'', self._written())
+
+    def test_check_space_refuses_a_short_stream_at_finish(self):
+        # A version 2 header alone (72 bytes, fewer than HEADER_BYTES)
+        # is decided at finish().
+        self.check_space.side_effect = exception.InsufficientDiskSpace(
+            path=self.path, image_href='href', required=1, available=0)
+        head = qcow2_builder.header(version=2, virtual_size=QCS)
+        sink = self._sink(inspector=None)
+        sink.write(head)
+        self.assertRaises(exception.InsufficientDiskSpace, sink.finish)
+        self.check_space.assert_called_once_with(QCS)
+
+    def test_rewind_starts_over_and_drops_the_spill_file(self):
+        b = _streamable_qcow2()
+        image = b.build()
+        sink = self._sink()
+        sink.write(image[:4 * QCS + 10])
+        self.assertEqual(1, len(self.made))
+        self.assertFalse(self.made[0].closed)
+        self.assertEqual(0, sink.seek(0))
+        self.assertTrue(self.made[0].closed)
+        sink.truncate()
+        result = self._write_all(sink, image)
+        self.assertEqual('raw', result.converted)
+        self.assertEqual(b.expected_raw(), self._written())
+        self.assertEqual(2, len(self.made))
+        self.assertTrue(self.made[1].closed)
+        self.assertEqual([], os.listdir(self.spill_dir))
+        self.assertEqual('qcow2', result.detected.format)
+
+    def test_rewind_from_a_qcow2_to_a_raw_image(self):
+        sink = self._sink()
+        sink.write(_streamable_qcow2().build()[:5 * QCS])
+        sink.seek(0)
+        result = self._write_all(sink, IMAGE)
+        self.assertIsNone(result.converted)
+        self.assertEqual(IMAGE, self._written())
+
+    def test_stream_shorter_than_a_header(self):
+        result = self._write_all(self._sink(), b'not an image')
+        self.assertIsNone(result.converted)
+        self.assertEqual(b'not an image', self._written())
+        self.check_space.assert_not_called()
+
+    def test_truncated_version_3_header(self):
+        head = qcow2_builder.header()[:qcow2_stream.HEADER_BYTES - 8]
+        result = self._write_all(self._sink(inspector=None), head)
+        self.assertIsNone(result.converted)
+        self.assertEqual(head, self._written())
+        self.check_space.assert_not_called()
+
+    def test_corrupt_qcow2_is_refused(self):
+        b = qcow2_builder.Qcow2Builder(4 * QCS)
+        b.l2(0, 2)
+        b.entry(0, qcow2_builder.COPIED | 3 * QCS + 512)
+        sink = self._sink()
+        error = self.assertRaises(exception.ImageUnacceptable,
+                                  self._write_all, sink, b.build(5 * QCS))
+        self.assertEqual('qcow2_stream', error.kwargs['check'])
+
+    def test_virtual_size_of_partial_sectors(self):
+        # qemu's disk is whole sectors; qemu-img convert drops the rest.
+        b = qcow2_builder.Qcow2Builder(3 * QCS + 700)
+        b.l2(0, 2)
+        b.data(3, 3)
+        b.data(0, 4)
+        result = self._write_all(self._sink(), b.build())
+        self.assertEqual('raw', result.converted)
+        self.assertEqual(3 * QCS + 512, result.size)
+        self.assertEqual(b.expected_raw()[:3 * QCS + 512], self._written())
