@@ -23,6 +23,7 @@ to qemu-img (4 KiB clusters) give the same disk through qemu-img.
 """
 
 import filecmp
+import gc
 import gzip
 import json
 import os
@@ -256,6 +257,17 @@ class Qcow2StreamTestCase(base.TestCase):
     def dest(self, name):
         return os.path.join(self.dest_dir, name)
 
+    def open_files(self, directory):
+        found = []
+        for fd in os.listdir('/proc/self/fd'):
+            try:
+                target = os.readlink('/proc/self/fd/' + fd)
+            except OSError:
+                continue  # the descriptor listdir itself used
+            if target.startswith(directory + os.sep):
+                found.append(target)
+        return found
+
     def fetch_to_raw(self, href, name):
         self.convert.reset_mock()
         self.execute.reset_mock()
@@ -421,6 +433,27 @@ class TestFallbackAndRefusals(Qcow2StreamTestCase):
                              self.convert.call_count)
             self.assertOnly([])
 
+    def test_refused_mid_stream_leaves_no_open_file(self):
+        # The decoder refuses this image while it arrives (its first L2
+        # entry maps the L2 table's own cluster, already used as a table).
+        path = self.make('default')
+        fields = qcow2_fields(path)
+        with open(path, 'r+b') as f:
+            f.seek(fields['l1_offset'])
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            f.seek(l2)
+            f.write(struct.pack('>Q', (1 << 63) | l2))
+        # Not even the garbage collector may be needed to close the spill
+        # file (an unnamed file whose space stays in use while open).
+        gc.disable()
+        self.addCleanup(gc.enable)
+        error = self.assertRaises(exception.ImageUnacceptable,
+                                  self.fetch_to_raw, self.href(path), 'disk')
+        self.assertIn('used twice', str(error))
+        self.assertStreamed()
+        self.assertEqual([], self.open_files(self.dest_dir))
+        self.assertOnly([])
+
     def test_virtual_size_larger_than_free_space(self):
         path = self.fill(self.create('big.qcow2', 64 * units.Mi))
         self.assertLess(os.path.getsize(path), 2 * units.Mi)
@@ -486,3 +519,18 @@ class TestInterruptedDownload(Qcow2StreamTestCase):
         self.check(self.make('zstd'), False,
                    [faults.cut(300001), faults.cut(150000)])
         self.assertEqual(2, rewinds.call_count)
+
+    def test_failed_download_leaves_no_open_file(self):
+        # The resized image spills its first clusters; the transfer then
+        # fails for good.
+        self.config(retries=0, group='download')
+        path = self.make('resized')
+        url = self.server.add('/disk.qcow2', file=path)
+        self.server.script('/disk.qcow2', [faults.cut(300000)],
+                           method='GET')
+        gc.disable()
+        self.addCleanup(gc.enable)
+        self.assertRaises(exception.ImageDownloadFailed, self.fetch_to_raw,
+                          url, 'disk')
+        self.assertEqual([], self.open_files(self.dest_dir))
+        self.assertOnly([])
