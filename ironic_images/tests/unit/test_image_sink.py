@@ -11,6 +11,7 @@
 # under the License.
 
 import hashlib
+import inspect
 import io
 import os
 import tempfile
@@ -232,6 +233,8 @@ class TestImageSinkToRaw(base.TestCase):
         real = tempfile.TemporaryFile
 
         def spy(*args, **kwargs):
+            where = inspect.signature(real).bind(*args, **kwargs)
+            self.assertEqual(self.spill_dir, where.arguments.get('dir'))
             spill = real(*args, **kwargs)
             self.made.append(spill)
             return spill

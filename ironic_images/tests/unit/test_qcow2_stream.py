@@ -11,6 +11,7 @@
 # under the License.
 
 import hashlib
+import inspect
 import os
 import tempfile
 import tracemalloc
@@ -198,6 +199,8 @@ class DecoderTestCase(base.TestCase):
         real = tempfile.TemporaryFile
 
         def spy(*args, **kwargs):
+            where = inspect.signature(real).bind(*args, **kwargs)
+            self.assertEqual(self.spill_dir, where.arguments.get('dir'))
             spill = real(*args, **kwargs)
             self.made.append(spill)
             return spill
