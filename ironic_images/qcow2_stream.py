@@ -138,7 +138,7 @@ def streamable_header(head):
     cluster_size = 1 << cluster_bits
     guest_clusters = -(-virtual_size // cluster_size)
     l1_entries = -(-guest_clusters // (cluster_size // 8))
-    if l1_entries * 8 > MAX_L1_BYTES or l1_size < l1_entries:
+    if l1_size * 8 > MAX_L1_BYTES or l1_size < l1_entries:
         return None, 'L1 table of %d entries' % l1_size
     if l1_offset % cluster_size:
         return None, 'unaligned L1 table'
