@@ -269,7 +269,9 @@ class Qcow2ToRaw:
         end = start + self._cs
         if self._carry:
             self._feed_carry(data)
-        used = compressed = False
+        # The header's cluster is the header's, as a table's is the
+        # table's: no entry may point into it, so it is never spilled.
+        used, compressed = index == 0, False
         for table in self._tables.pop(index, ()):
             self._read_table(table, data)
             used = True
