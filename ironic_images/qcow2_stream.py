@@ -122,13 +122,16 @@ def streamable_header(head):
             # dirty, corrupt, external data file, extended L2 and any
             # feature added later
             return None, 'incompatible features 0x%x' % incompatible
-        if incompatible & _INCOMPAT_COMPRESSION_TYPE:
-            if header_length <= _COMPRESSION_TYPE_AT:
-                return None, 'no compression type field'
-            compression = _COMPRESSION_TYPES.get(head[_COMPRESSION_TYPE_AT])
-            if compression is None:
-                return None, 'compression type %d' % head[
-                    _COMPRESSION_TYPE_AT]
+        kind = (head[_COMPRESSION_TYPE_AT]
+                if header_length > _COMPRESSION_TYPE_AT else 0)
+        flagged = bool(incompatible & _INCOMPAT_COMPRESSION_TYPE)
+        if flagged != (kind != 0):
+            # qemu refuses to open such an image: let it say why.
+            return None, 'compression type %d with its feature bit %s' % (
+                kind, 'set' if flagged else 'clear')
+        compression = _COMPRESSION_TYPES.get(kind)
+        if compression is None:
+            return None, 'compression type %d' % kind
     elif version != 2:
         return None, 'version %d' % version
     if backing_offset or crypt_method:
@@ -385,18 +388,19 @@ class Qcow2ToRaw:
         self._carry = waiting
 
     def _inflate(self, compressed, guest):
-        """Decompress one cluster; it must be exactly one cluster long."""
+        """Decompress one cluster, as qemu does.
+
+        zlib: the first cluster of output is the cluster, as in qemu, and
+        it must be whole. zstd: one frame of exactly one cluster (qemu
+        refuses a frame that decodes to more).
+        """
         cs = self._cs
         try:
             if self._header.compression == 'zstd':
-                reader = self._zstd.stream_reader(bytes(compressed),
-                                                  read_across_frames=False)
-                cluster = bytearray()
-                while len(cluster) < cs:
-                    piece = reader.read(cs - len(cluster))
-                    if not piece:
-                        break
-                    cluster += piece
+                # One read stops at the end of the frame; a second would
+                # decode the padding after it as a new frame.
+                cluster = self._zstd.stream_reader(
+                    bytes(compressed), read_across_frames=False).read(cs + 1)
             else:
                 cluster = zlib.decompressobj(-15).decompress(compressed, cs)
         except (zlib.error, zstandard.ZstdError) as error:

@@ -108,7 +108,7 @@ class TestStreamableHeader(base.TestCase):
             self.assertFallsBack(
                 qb.header(incompatible=qb.INCOMPAT_COMPRESSION,
                           header_length=length, compression_type=1),
-                'no compression type field')
+                'compression type 0 with its feature bit set')
 
     def test_unknown_compression_type(self):
         for kind in (2, 255):
