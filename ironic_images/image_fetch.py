@@ -334,13 +334,13 @@ def _download(service, image_href, part, checksum, checksum_algo,
         check_available_space(part, virtual_size, image_href)
 
     try:
-        with open(part, 'wb', buffering=0) as image_file:
-            sink = image_sink.ImageSink(
-                image_file, image_href,
-                inspector=inspection.StreamInspector(image_href),
-                max_decompressed_size=limit, to_raw=to_raw,
-                spill_dir=os.path.dirname(part), check_space=check_space,
-                write_behind=keep and not to_raw)
+        with open(part, 'wb', buffering=0) as image_file, \
+                image_sink.ImageSink(
+                    image_file, image_href,
+                    inspector=inspection.StreamInspector(image_href),
+                    max_decompressed_size=limit, to_raw=to_raw,
+                    spill_dir=os.path.dirname(part), check_space=check_space,
+                    write_behind=keep and not to_raw) as sink:
             service.download(image_href, sink, checksum=checksum,
                              checksum_algo=checksum_algo, progress=progress)
             return sink.finish()

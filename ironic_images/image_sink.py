@@ -161,6 +161,16 @@ class ImageSink(io.RawIOBase):
         os.ftruncate(self._fd, 0)
         return 0
 
+    def close(self):
+        """Close the sink and drop a qcow2 decoder's spill file.
+
+        The image file itself belongs to the caller and stays open.
+        """
+        if self._qcow2 is not None:
+            self._qcow2.close()
+            self._qcow2 = None
+        super().close()
+
     def truncate(self, size=None):
         """Drop everything; only allowed at offset 0 (after ``seek(0)``).
 
