@@ -339,16 +339,16 @@ class Qcow2ToRaw:
             word &= ~_COPIED
             if word & _COMPRESSED:
                 host = word & self._compressed_mask
-            elif word & _ZERO and self._header.version < 3:
-                # qemu calls this corruption: version 2 has no zero flag.
-                self._refuse(_('zero flag in a version 2 image'))
-            elif word & _ZERO or not word & _OFFSET_MASK:
-                # Reads as zeros: the new raw disk is zeros already.
-                continue
             else:
                 host = word & _OFFSET_MASK
                 if host % cs:
+                    # qemu calls this corruption, zero clusters included.
                     self._refuse(_('unaligned data cluster at %d') % host)
+                if word & _ZERO and self._header.version < 3:
+                    self._refuse(_('zero flag in a version 2 image'))
+                if word & _ZERO or not host:
+                    # Reads as zeros: the new raw disk is zeros already.
+                    continue
             if host >= passed:
                 future.append((host, word, first_guest + slot))
             elif self._is_spilled(host // cs):

@@ -457,6 +457,13 @@ class TestRefusals(DecoderTestCase):
         self.assertRefused(b.build(length=5 * CS),
                            'unaligned data cluster at %d' % (3 * CS + 4096))
 
+    def test_unaligned_zero_cluster(self):
+        b = qb.Qcow2Builder(2 * CS)
+        b.l2(0, 2)
+        b.entry(1, qb.COPIED | 3 * CS + 4096 | 1)
+        self.assertRefused(b.build(length=5 * CS),
+                           'unaligned data cluster at %d' % (3 * CS + 4096))
+
     def test_data_cluster_on_its_own_l2_table(self):
         b = qb.Qcow2Builder(2 * CS)
         b.l2(0, 2)
