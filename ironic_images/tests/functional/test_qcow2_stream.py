@@ -168,6 +168,9 @@ class Qcow2StreamTestCase(base.TestCase):
                 'write -c -s %s 6M 64k' % self.noise)
         return path
 
+    def _make_zlib_2m(self, name):
+        return self._compressed(name, '-o', 'cluster_size=2M')
+
     def _make_v2(self, name):
         return self.fill(self.create(name, SIZE, '-o', 'compat=0.10'))
 
@@ -274,11 +277,6 @@ class Qcow2StreamTestCase(base.TestCase):
         return image_fetch.fetch_to_raw(None, href, self.dest(name))
 
 
-STREAMED = ('default', 'converted', 'zlib', 'zstd', 'v2', 'cluster-2m',
-            'preallocated', 'lazy-refcounts', 'odd-size', 'resized',
-            'random-order', 'snapshot')
-
-
 class TestStreamedVariants(Qcow2StreamTestCase):
     """Every layout qemu writes, from nginx and from a file."""
 
@@ -316,6 +314,9 @@ class TestStreamedVariants(Qcow2StreamTestCase):
 
     def test_zstd_compressed(self):
         self.check_variant('zstd')
+
+    def test_zlib_compressed_2m_clusters(self):
+        self.check_variant('zlib-2m')
 
     def test_version_2(self):
         self.check_variant('v2')
@@ -400,6 +401,15 @@ class TestFallbackAndRefusals(Qcow2StreamTestCase):
         fetched = self.fetch_to_raw(self.href(path), 'disk')
         self.assertEqual(1, self.convert.call_count)
         self.assertIn('convert', self.qemu_img_commands())
+        self.assertEqual('raw', fetched.format)
+        self.assertSameRaw(self.reference(path), self.dest('disk'))
+        self.assertOnly(['disk'])
+
+    def test_streaming_turned_off(self):
+        self.config(stream_qcow2=False, group='image_convert')
+        path = self.make('zstd')
+        fetched = self.fetch_to_raw(self.href(path), 'disk')
+        self.assertEqual(1, self.convert.call_count)
         self.assertEqual('raw', fetched.format)
         self.assertSameRaw(self.reference(path), self.dest('disk'))
         self.assertOnly(['disk'])
