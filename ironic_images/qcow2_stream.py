@@ -41,15 +41,10 @@ import heapq
 import os
 import struct
 import tempfile
-import zlib
-
-from oslo_log import log as logging
-import zstandard
 
 from ironic_images._i18n import _
 from ironic_images import exception
-
-LOG = logging.getLogger(__name__)
+from ironic_images import qcow2_inflate
 
 MAGIC = b'QFI\xfb'
 #: Bytes of the stream :func:`streamable_header` needs (a version 3 header
@@ -202,8 +197,8 @@ class Qcow2ToRaw:
             self._tables.setdefault(first + part, []).append(('l1', part))
         bits = header.cluster_bits - 8
         self._compressed_mask = (1 << (62 - bits)) - 1
-        if header.compression == 'zstd':
-            self._zstd = zstandard.ZstdDecompressor()
+        self._inflater = qcow2_inflate.ClusterInflater(
+            header.compression, self._cs, image_href)
 
     def write(self, data):
         """Take the next bytes of the qcow2 file.
@@ -250,11 +245,17 @@ class Qcow2ToRaw:
             for at in range(0, len(late), 3):
                 self._place_late(late[at], late[at + 1], late[at + 2])
             self._late = array.array('Q')
+            for cluster, guest in self._inflater.drain():
+                self._place(memoryview(cluster), guest)
         finally:
             self.close()
 
     def close(self):
-        """Drop the spill file (the decoder can no longer be used)."""
+        """Drop the spill file and stop the inflating threads.
+
+        The decoder can no longer be used.
+        """
+        self._inflater.close()
         if self._spill is not None:
             self._spill.close()
             self._spill = None
@@ -388,27 +389,8 @@ class Qcow2ToRaw:
         self._carry = waiting
 
     def _inflate(self, compressed, guest):
-        """Decompress one cluster, as qemu does.
-
-        zlib: the first cluster of output is the cluster, as in qemu, and
-        it must be whole. zstd: one frame of exactly one cluster (qemu
-        refuses a frame that decodes to more).
-        """
-        cs = self._cs
-        try:
-            if self._header.compression == 'zstd':
-                # One read stops at the end of the frame; a second would
-                # decode the padding after it as a new frame.
-                cluster = self._zstd.stream_reader(
-                    bytes(compressed), read_across_frames=False).read(cs + 1)
-            else:
-                cluster = zlib.decompressobj(-15).decompress(compressed, cs)
-        except (zlib.error, zstandard.ZstdError) as error:
-            self._refuse(_('corrupt compressed cluster: %s') % error)
-        if len(cluster) != cs:
-            self._refuse(_('a compressed cluster decompresses to %d bytes')
-                         % len(cluster))
-        self._place(memoryview(cluster), guest)
+        for cluster, at in self._inflater.submit(compressed, guest):
+            self._place(memoryview(cluster), at)
 
     def _place(self, data, guest):
         offset = guest * self._cs
