@@ -77,6 +77,19 @@ def qcow2_fields(path):
     return dict(zip(names, struct.unpack('>4sIQIIQIIQQIIQ', head)))
 
 
+def open_files(directory):
+    """The files in ``directory`` this process has open (even unlinked)."""
+    found = []
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink('/proc/self/fd/' + fd)
+        except OSError:
+            continue  # the descriptor listdir itself used
+        if target.startswith(directory + os.sep):
+            found.append(target)
+    return found
+
+
 class Qcow2StreamTestCase(base.TestCase):
 
     def setUp(self):
@@ -259,17 +272,6 @@ class Qcow2StreamTestCase(base.TestCase):
 
     def dest(self, name):
         return os.path.join(self.dest_dir, name)
-
-    def open_files(self, directory):
-        found = []
-        for fd in os.listdir('/proc/self/fd'):
-            try:
-                target = os.readlink('/proc/self/fd/' + fd)
-            except OSError:
-                continue  # the descriptor listdir itself used
-            if target.startswith(directory + os.sep):
-                found.append(target)
-        return found
 
     def fetch_to_raw(self, href, name):
         self.convert.reset_mock()
@@ -461,7 +463,7 @@ class TestFallbackAndRefusals(Qcow2StreamTestCase):
                                   self.fetch_to_raw, self.href(path), 'disk')
         self.assertIn('used twice', str(error))
         self.assertStreamed()
-        self.assertEqual([], self.open_files(self.dest_dir))
+        self.assertEqual([], open_files(self.dest_dir))
         self.assertOnly([])
 
     def test_virtual_size_larger_than_free_space(self):
@@ -542,5 +544,5 @@ class TestInterruptedDownload(Qcow2StreamTestCase):
         self.addCleanup(gc.enable)
         self.assertRaises(exception.ImageDownloadFailed, self.fetch_to_raw,
                           url, 'disk')
-        self.assertEqual([], self.open_files(self.dest_dir))
+        self.assertEqual([], open_files(self.dest_dir))
         self.assertOnly([])

@@ -38,6 +38,7 @@ import random
 import resource
 import struct
 import subprocess
+import threading
 import tracemalloc
 
 import fixtures
@@ -331,24 +332,32 @@ class TestQcow2StreamDifferential(base.ReliabilityTestCase):
         try:
             with base.bounded(what='streaming a fuzzed qcow2'):
                 with open(out, 'wb') as f:
-                    sink = image_sink.ImageSink(f, HREF, to_raw=True,
-                                                spill_dir=self.work)
-                    try:
-                        view, at, n = memoryview(data), 0, 0
-                        while at < len(data):
-                            size = chunks[n % len(chunks)]
-                            sink.write(view[at:at + size])
-                            at, n = at + size, n + 1
-                        result = sink.finish()
-                    except exception.IronicImagesException as error:
-                        result = error
-                    except Exception as error:
-                        self.fail('the sink raised %r' % error)
+                    # Closed as fetch closes it, whatever happened.
+                    with image_sink.ImageSink(f, HREF, to_raw=True,
+                                              spill_dir=self.work) as sink:
+                        result = self.feed(sink, data, chunks)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
         self.assertLess(peak, MEMORY_LIMIT)
+        # Nothing outlives the sink: no spill file, no inflating thread.
+        self.assertEqual([], streams.open_files(self.work))
+        self.assertEqual([], [t.name for t in threading.enumerate()
+                              if t.name.startswith('qcow2')])
         return result, out
+
+    def feed(self, sink, data, chunks):
+        try:
+            view, at, n = memoryview(data), 0, 0
+            while at < len(data):
+                size = chunks[n % len(chunks)]
+                sink.write(view[at:at + size])
+                at, n = at + size, n + 1
+            return sink.finish()
+        except exception.IronicImagesException as error:
+            return error
+        except Exception as error:
+            self.fail('the sink raised %r' % error)
 
     def qemu_convert(self, path):
         """qemu-img's raw disk of ``path``, or None when it refuses."""
