@@ -54,6 +54,7 @@ RESIZED = units.Gi
 # Files larger than this are compared by qemu-img compare (which skips
 # holes) rather than read into memory.
 READ_COMPARE_MAX = 64 * units.Mi
+MANY_SIZE = 32 * units.Mi
 
 
 def qemu_io(path, *commands):
@@ -179,6 +180,22 @@ class Qcow2StreamTestCase(base.TestCase):
         # Compressed writes after the conversion: packed after the tables.
         qemu_io(path, 'write -c -P 0x77 5M 128k',
                 'write -c -s %s 6M 64k' % self.noise)
+        return path
+
+    def _make_zstd_many(self, name):
+        # A disk of compressible clusters, all different, as
+        # virt-sparsify or qemu-img convert -c make cloud images: hundreds
+        # of compressed clusters, more than the inflating threads hold.
+        raw = os.path.join(self.work, name + '.raw')
+        rng = random.Random(3)
+        with open(raw, 'wb') as f:
+            for number in range(MANY_SIZE // (64 * units.Ki)):
+                f.write(rng.randbytes(16 * units.Ki)
+                        + bytes([number % 251 + 1]) * (48 * units.Ki))
+        path = self.path(name)
+        images.qemu_img('convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o',
+                        'compression_type=zstd', raw, path)
+        os.unlink(raw)
         return path
 
     def _make_zlib_2m(self, name):
@@ -316,6 +333,9 @@ class TestStreamedVariants(Qcow2StreamTestCase):
 
     def test_zstd_compressed(self):
         self.check_variant('zstd')
+
+    def test_zstd_compressed_every_cluster(self):
+        self.check_variant('zstd-many')
 
     def test_zlib_compressed_2m_clusters(self):
         self.check_variant('zlib-2m')
