@@ -51,8 +51,8 @@ from ironic_images import exception
 from ironic_images import image_sink
 from ironic_images import inspection
 from ironic_images.tests.functional import images
+from ironic_images.tests.functional import qcow2_variants as streams
 from ironic_images.tests.functional.servers import base as servers_base
-from ironic_images.tests.functional import test_qcow2_stream as streams
 from ironic_images.tests.reliability import base
 
 HREF = 'http://127.0.0.1:9/fuzzed.qcow2'
