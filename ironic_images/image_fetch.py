@@ -219,6 +219,9 @@ def _fetched_part(context, image_href, path, checksum, checksum_algo,
             qemu_convert.check_output(fetched.path, result.converted, None,
                                       fetched.href)
             fetched.format = result.converted
+            # The disk as written: qemu's size, whole sectors, where the
+            # inspector reports the header's field.
+            fetched.virtual_size = result.size
         yield fetched
 
 

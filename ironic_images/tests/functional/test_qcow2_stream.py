@@ -40,6 +40,7 @@ from ironic_images.tests.functional import images
 from ironic_images.tests.functional import qcow2_variants as variants
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import nginx
+from ironic_images.tests.unit import qcow2_builder as qb
 
 
 class TestStreamedVariants(variants.Qcow2StreamTestCase):
@@ -140,6 +141,23 @@ class TestStreamedVariants(variants.Qcow2StreamTestCase):
                              fetched.compression)
             self.assertSameRaw(expected, self.dest(suffix))
         self.assertOnly(served)
+
+    def test_virtual_size_not_whole_sectors(self):
+        # qemu-img never makes one; qemu reads it as whole sectors, and the
+        # size reported must be the disk's.
+        builder = qb.Qcow2Builder(4 * units.Mi - 100)
+        builder.refcounts_at(2)
+        builder.l2(0, 3)
+        builder.data(0, 4)
+        path = self.path('odd-sectors.qcow2')
+        with open(path, 'wb') as image:
+            image.write(builder.build())
+        fetched = self.fetch_to_raw('file://' + path, 'odd-sectors')
+        self.assertStreamed()
+        self.assertEqual(4 * units.Mi - 512, fetched.virtual_size)
+        self.assertEqual(fetched.virtual_size,
+                         os.path.getsize(self.dest('odd-sectors')))
+        self.assertSameRaw(self.reference(path), self.dest('odd-sectors'))
 
     def test_fetch_to_volume_format_raw_streams(self):
         path = self.make('resized')
