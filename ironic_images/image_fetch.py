@@ -174,8 +174,8 @@ def fetch_to_raw(context, image_href, path, checksum=None,
     """
     with _fetched_part(context, image_href, path, checksum, checksum_algo,
                        expected_format, image_auth_data, progress,
-                       cpu_arch, to_raw=CONF.image_convert.stream_qcow2) \
-            as fetched:
+                       cpu_arch, to_raw=CONF.image_convert.stream_qcow2,
+                       write_behind='raw') as fetched:
         if fetched.format in RAW_FORMATS:
             _commit(fetched.path, path, image_href)
         else:
@@ -200,18 +200,19 @@ def _convert_fetched(fetched, dest, out_format, image_href,
 @contextlib.contextmanager
 def _fetched_part(context, image_href, path, checksum, checksum_algo,
                   expected_format, image_auth_data, progress, cpu_arch,
-                  to_raw=False, keep=True):
+                  to_raw=False, write_behind=True):
     """Fetch into a temp file beside ``path`` and pass the safety gate.
 
     Yields a :class:`FetchedImage` at the temp file, which is removed
     unless the caller moved it away. With ``to_raw``, a qcow2 may arrive
-    written as a raw disk: its ``format`` is then ``raw``. ``keep`` says
-    the file is to be kept as it comes (rather than read back by a
-    conversion), so it is written behind to the disk as it arrives.
+    written as a raw disk: its ``format`` is then ``raw``.
+    ``write_behind`` is :class:`~ironic_images.image_sink.ImageSink`'s:
+    True when the file is kept as it comes, ``'raw'`` when only a raw
+    one is, False when a conversion reads it back.
     """
     with _unchecked_part(context, image_href, path, checksum, checksum_algo,
                          image_auth_data, progress, cpu_arch,
-                         to_raw, keep) as (fetched, result):
+                         to_raw, write_behind) as (fetched, result):
         fetched.format = inspection.check_image(
             result.detected, fetched.href, expected_format)
         fetched.source_format = fetched.format
@@ -228,7 +229,7 @@ def _fetched_part(context, image_href, path, checksum, checksum_algo,
 @contextlib.contextmanager
 def _unchecked_part(context, image_href, path, checksum, checksum_algo,
                     image_auth_data, progress, cpu_arch, to_raw=False,
-                    keep=True):
+                    write_behind=True):
     service = image_service.get_image_service(image_href, context=context)
     if image_auth_data is not None and service.is_auth_set_needed:
         service.set_image_auth(image_href, image_auth_data)
@@ -237,7 +238,7 @@ def _unchecked_part(context, image_href, path, checksum, checksum_algo,
     part = _new_part(path, href)
     try:
         result = _download(service, href, part, checksum, checksum_algo,
-                           progress, to_raw, keep)
+                           progress, to_raw, write_behind)
         fetched = FetchedImage(part, result.size, None,
                                result.detected.virtual_size,
                                service.transfer_verified_checksum,
@@ -330,7 +331,7 @@ def _resolve(service, image_href, cpu_arch):
 
 
 def _download(service, image_href, part, checksum, checksum_algo,
-              progress, to_raw=False, keep=True):
+              progress, to_raw=False, write_behind=True):
     limit = CONF.download.max_decompressed_size * units.Mi
 
     def check_space(virtual_size):
@@ -343,7 +344,7 @@ def _download(service, image_href, part, checksum, checksum_algo,
                     inspector=inspection.StreamInspector(image_href),
                     max_decompressed_size=limit, to_raw=to_raw,
                     spill_dir=os.path.dirname(part), check_space=check_space,
-                    write_behind=keep and not to_raw) as sink:
+                    write_behind=write_behind) as sink:
             service.download(image_href, sink, checksum=checksum,
                              checksum_algo=checksum_algo, progress=progress)
             return sink.finish()
@@ -402,11 +403,11 @@ def fetch_to_volume_format(context, image_href, dest, volume_format,
         _to_format(fetched, dest, volume_format, volume_subformat, size,
                    image_href, keep_source=True)
         return fetched
-    to_raw = (CONF.image_convert.stream_qcow2 and volume_format == 'raw'
-              and not volume_subformat)
-    # Kept as it comes only when raw: to_raw then decides what to write
-    # behind to the disk.
-    with _fetched_part(context, image_href, dest, to_raw=to_raw, keep=False,
+    raw = volume_format == 'raw' and not volume_subformat
+    # Kept as it comes only when raw; anything else is converted.
+    with _fetched_part(context, image_href, dest,
+                       to_raw=raw and CONF.image_convert.stream_qcow2,
+                       write_behind='raw' if raw else False,
                        **_fetch_args(kwargs)) as fetched:
         _to_format(fetched, dest, volume_format, volume_subformat, size,
                    image_href)

@@ -95,12 +95,13 @@ class ImageSink(io.RawIOBase):
         before they can be placed wait (default: the temp directory).
     :param check_space: with ``to_raw``, called with the virtual size
         before a qcow2 is written as a raw disk; raises to refuse it.
-    :param write_behind: the file will be kept (fsynced): push what is
-        written to the disk during the transfer and drop it from the page
-        cache, so the final fsync has little left to do and a big image
-        does not fill the page cache. Not for a file read back soon. With
-        ``to_raw``, it is turned on by itself for a qcow2 written as raw
-        and for an image the inspector finds raw (kept as it came).
+    :param write_behind: True when the file will be kept (fsynced): push
+        what is written to the disk during the transfer and drop it from
+        the page cache, so the final fsync has little left to do and a big
+        image does not fill the page cache. Not for a file read back soon
+        (by a conversion). ``'raw'``: only once the file is known to be
+        kept as a raw disk: a qcow2 written as raw, or an image the
+        inspector finds raw, gpt or iso.
     """
 
     def __init__(self, image_file, image_href, inspector=None,
@@ -117,7 +118,7 @@ class ImageSink(io.RawIOBase):
         self._to_raw = to_raw
         self._spill_dir = spill_dir
         self._check_space = check_space
-        self._keep_file = write_behind
+        self._write_behind_when = write_behind
         self._qcow2 = None
         self._start()
 
@@ -135,7 +136,7 @@ class ImageSink(io.RawIOBase):
         self._virtual_size = None
         self._probe_head = bytearray()
         self._writer = self._probe if self._to_raw else self._write_plain
-        self._write_behind = self._keep_file
+        self._write_behind = self._write_behind_when is True
         self._unsynced = 0
 
     def writable(self):
@@ -222,7 +223,7 @@ class ImageSink(io.RawIOBase):
         if self._inspecting:
             self._inspector.update(view)
             self._inspecting = not self._inspector.complete
-            if not self._inspecting and self._to_raw:
+            if not self._inspecting and self._write_behind_when == 'raw':
                 self._write_behind |= (
                     self._inspector.result().format in _KEPT_AS_RAW)
         self._writer(view, self._offset)
@@ -250,7 +251,7 @@ class ImageSink(io.RawIOBase):
                 header, self._write_sparse, self._spill_dir, self._href)
             self._virtual_size = header.virtual_size
             self._writer = self._write_qcow2
-            self._write_behind = True
+            self._write_behind |= self._write_behind_when == 'raw'
         self._writer(memoryview(head), 0)
 
     def _write_qcow2(self, view, offset):

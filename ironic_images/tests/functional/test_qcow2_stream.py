@@ -193,8 +193,14 @@ class TestFallbackAndRefusals(variants.Qcow2StreamTestCase):
 
     def test_streaming_turned_off(self):
         self.config(stream_qcow2=False, group='image_convert')
+        self.useFixture(fixtures.MockPatchObject(
+            image_sink, 'WRITE_BEHIND_BYTES', 4096))
+        fadvise = self.useFixture(fixtures.MockPatchObject(
+            image_sink.os, 'posix_fadvise', wraps=os.posix_fadvise)).mock
         path = self.make('zstd')
         fetched = self.fetch_to_raw(self.href(path), 'disk')
+        # The qcow2 that qemu-img reads back stays in the page cache.
+        fadvise.assert_not_called()
         self.assertEqual(1, self.convert.call_count)
         self.assertEqual('raw', fetched.format)
         self.assertSameRaw(self.reference(path), self.dest('disk'))

@@ -421,3 +421,62 @@ class TestImageSinkToRaw(base.TestCase):
         self.assertEqual(3 * QCS + 512, result.size)
         self.assertSameBytes(b.expected_raw()[:3 * QCS + 512],
                              self._written())
+
+
+class TestWriteBehind(base.TestCase):
+    """What is kept is pushed to the disk during the transfer."""
+
+    def setUp(self):
+        super().setUp()
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.file = open(os.path.join(tmp, 'image'), 'wb', buffering=0)
+        self.addCleanup(self.file.close)
+        self.useFixture(fixtures.MockPatchObject(
+            image_sink, 'WRITE_BEHIND_BYTES', 4 * BLOCK))
+        self.fadvise = self.useFixture(fixtures.MockPatchObject(
+            image_sink.os, 'posix_fadvise', autospec=True)).mock
+
+    def written_behind(self, data, **kwargs):
+        sink = image_sink.ImageSink(
+            self.file, 'href', inspector=inspection.StreamInspector('href'),
+            spill_dir=os.path.dirname(self.file.name), **kwargs)
+        for start in range(0, len(data), BLOCK):
+            sink.write(data[start:start + BLOCK])
+        sink.finish()
+        return self.fadvise.call_count
+
+    def test_kept_file(self):
+        # Every 4 blocks written (holes are not written).
+        self.assertEqual(4, self.written_behind(os.urandom(17 * BLOCK),
+                                                write_behind=True))
+        self.fadvise.assert_called_with(self.file.fileno(), 0, 0,
+                                        os.POSIX_FADV_DONTNEED)
+
+    def test_file_read_back(self):
+        self.assertEqual(0, self.written_behind(os.urandom(17 * BLOCK)))
+
+    def test_raw_only_and_raw(self):
+        # From when the inspector has seen enough to call it raw (1 MiB).
+        self.assertEqual(7, self.written_behind(os.urandom(40 * BLOCK),
+                                                write_behind='raw'))
+
+    def test_raw_only_and_streamed_qcow2(self):
+        b = qcow2_builder.Qcow2Builder(16 * QCS)
+        b.refcounts_at(2)
+        b.l2(0, 3)
+        for guest in range(12):
+            b.data(guest, 4 + guest)
+        self.assertGreater(self.written_behind(b.build(), to_raw=True,
+                                               write_behind='raw'), 0)
+
+    def test_raw_only_and_qcow2_left_to_qemu_img(self):
+        # 4 KiB clusters are not streamed: the file is converted later.
+        b = qcow2_builder.Qcow2Builder(64 * 4096, cluster_bits=12)
+        b.refcounts_at(2)
+        b.l2(0, 3)
+        for guest in range(60):
+            b.data(guest, 4 + guest)
+        image = b.build() + os.urandom(17 * BLOCK)
+        self.assertEqual(0, self.written_behind(image, to_raw=True,
+                                                write_behind='raw'))
+        self.assertEqual(0, self.written_behind(image, write_behind='raw'))
