@@ -119,17 +119,8 @@ def add_parsers(subparsers):
     parser = actions.add_parser(
         'fetch', help='Put an image at DEST through the cache: a hardlink '
         'to its master, downloaded once.')
-    parser.add_argument('href', help='The image reference.')
-    parser.add_argument('dest', help='The file to write.')
+    commands.add_fetch_arguments(parser)
     parser.add_argument('--raw', action='store_true',
                         help='Cache and hand out the image converted to '
                         'raw.')
-    parser.add_argument('--checksum',
-                        help='Expected checksum of the bytes served: '
-                        'ALGO:HEX, bare hex or a checksum file URL.')
-    parser.add_argument('--checksum-algo',
-                        help='Algorithm of a bare-hex --checksum.')
-    parser.add_argument('--format',
-                        help='The declared disk format; the image must '
-                        'match it.')
     parser.set_defaults(func=cache_fetch)

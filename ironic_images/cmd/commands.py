@@ -73,6 +73,23 @@ def download():
         dest, ' (verified %s)' % verified if verified else ''))
 
 
+def add_fetch_arguments(parser):
+    """Add what every fetching command takes: HREF, DEST and the checks.
+
+    :param parser: the sub-command's argparse parser.
+    """
+    parser.add_argument('href', help='The image reference.')
+    parser.add_argument('dest', help='The file to write.')
+    parser.add_argument('--checksum',
+                        help='Expected checksum of the bytes served: '
+                        'ALGO:HEX, bare hex or a checksum file URL.')
+    parser.add_argument('--checksum-algo',
+                        help='Algorithm of a bare-hex --checksum.')
+    parser.add_argument('--format',
+                        help='The declared disk format; the image must '
+                        'match it.')
+
+
 def add_parsers(subparsers):
     """Register the sub-commands (the ``SubCommandOpt`` handler).
 

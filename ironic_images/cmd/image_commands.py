@@ -157,18 +157,9 @@ def add_parsers(subparsers):
     parser = subparsers.add_parser(
         'fetch', help='Fetch an image to a file: verified, decompressed '
         '(zstd, gzip, xz), inspected, optionally converted to raw.')
-    parser.add_argument('href', help='The image reference.')
-    parser.add_argument('dest', help='The file to write.')
+    commands.add_fetch_arguments(parser)
     parser.add_argument('--raw', action='store_true',
                         help='Convert to raw when it is not.')
-    parser.add_argument('--checksum',
-                        help='Expected checksum of the bytes served: '
-                        'ALGO:HEX, bare hex or a checksum file URL.')
-    parser.add_argument('--checksum-algo',
-                        help='Algorithm of a bare-hex --checksum.')
-    parser.add_argument('--format',
-                        help='The declared disk format; the image must '
-                        'match it.')
     parser.set_defaults(func=fetch)
 
     parser = subparsers.add_parser(
