@@ -30,11 +30,16 @@ opens in qemu-img (its refcounts are not kept, which only ``qemu-img
 check`` looks at).
 """
 
+import inspect
 import os
 import struct
+import tempfile
 import zlib
 
+import fixtures
 import zstandard
+
+from ironic_images import qcow2_stream
 
 MAGIC = b'QFI\xfb'
 COPIED = 1 << 63
@@ -300,3 +305,30 @@ class Qcow2Builder:
         for offset, content in self.expected().items():
             raw[offset:offset + len(content)] = content
         return bytes(raw)
+
+
+class SpillFiles(fixtures.Fixture):
+    """Record the decoder's spill files; each must be made in ``spill_dir``.
+
+    :ivar made: the spill files, in the order they were made.
+    """
+
+    def __init__(self, spill_dir):
+        super().__init__()
+        self.spill_dir = spill_dir
+        self.made = []
+
+    def _setUp(self):
+        real = tempfile.TemporaryFile
+
+        def spy(*args, **kwargs):
+            where = inspect.signature(real).bind(*args, **kwargs)
+            if where.arguments.get('dir') != self.spill_dir:
+                raise AssertionError('spill file made in %r, not %r' % (
+                    where.arguments.get('dir'), self.spill_dir))
+            spill = real(*args, **kwargs)
+            self.made.append(spill)
+            return spill
+
+        self.useFixture(fixtures.MockPatchObject(
+            qcow2_stream.tempfile, 'TemporaryFile', side_effect=spy))

@@ -11,10 +11,8 @@
 # under the License.
 
 import hashlib
-import inspect
 import io
 import os
-import tempfile
 from unittest import mock
 import zlib
 
@@ -229,18 +227,8 @@ class TestImageSinkToRaw(base.TestCase):
         self.addCleanup(self.file.close)
         self.inspector = RecordingStreamInspector('href')
         self.check_space = mock.Mock(return_value=None)
-        self.made = []
-        real = tempfile.TemporaryFile
-
-        def spy(*args, **kwargs):
-            where = inspect.signature(real).bind(*args, **kwargs)
-            self.assertEqual(self.spill_dir, where.arguments.get('dir'))
-            spill = real(*args, **kwargs)
-            self.made.append(spill)
-            return spill
-
-        self.useFixture(fixtures.MockPatchObject(
-            qcow2_stream.tempfile, 'TemporaryFile', side_effect=spy))
+        self.made = self.useFixture(
+            qcow2_builder.SpillFiles(self.spill_dir)).made
 
     def _sink(self, **kwargs):
         kwargs.setdefault('inspector', self.inspector)

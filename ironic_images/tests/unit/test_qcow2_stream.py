@@ -11,9 +11,7 @@
 # under the License.
 
 import hashlib
-import inspect
 import os
-import tempfile
 import tracemalloc
 
 import fixtures
@@ -195,18 +193,8 @@ class DecoderTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.spill_dir = self.useFixture(fixtures.TempDir()).path
-        self.made = []
-        real = tempfile.TemporaryFile
-
-        def spy(*args, **kwargs):
-            where = inspect.signature(real).bind(*args, **kwargs)
-            self.assertEqual(self.spill_dir, where.arguments.get('dir'))
-            spill = real(*args, **kwargs)
-            self.made.append(spill)
-            return spill
-
-        self.useFixture(fixtures.MockPatchObject(
-            qcow2_stream.tempfile, 'TemporaryFile', side_effect=spy))
+        self.made = self.useFixture(
+            qb.SpillFiles(self.spill_dir)).made
 
     def decoder(self, image, href='href'):
         header, why = qcow2_stream.streamable_header(
