@@ -133,7 +133,6 @@ class ImageSink(io.RawIOBase):
         if self._qcow2 is not None:
             self._qcow2.close()
             self._qcow2 = None
-        self._virtual_size = None
         self._probe_head = bytearray()
         self._writer = self._probe if self._to_raw else self._write_plain
         self._write_behind = self._write_behind_when is True
@@ -249,7 +248,6 @@ class ImageSink(io.RawIOBase):
                 self._check_space(header.virtual_size)
             self._qcow2 = qcow2_stream.Qcow2ToRaw(
                 header, self._write_sparse, self._spill_dir, self._href)
-            self._virtual_size = header.virtual_size
             self._writer = self._write_qcow2
             self._write_behind |= self._write_behind_when == 'raw'
         self._writer(memoryview(head), 0)
@@ -307,7 +305,7 @@ class ImageSink(io.RawIOBase):
         length = self._offset
         if self._qcow2 is not None:
             self._qcow2.finish()
-            length = self._virtual_size
+            length = self._qcow2.virtual_size
         os.ftruncate(self._fd, length)
         detected = None
         if self._inspector is not None:

@@ -200,6 +200,11 @@ class Qcow2ToRaw:
         self._inflater = qcow2_inflate.ClusterInflater(
             header.compression, self._cs, image_href)
 
+    @property
+    def virtual_size(self):
+        """The length of the raw disk, in bytes."""
+        return self._header.virtual_size
+
     def write(self, data):
         """Take the next bytes of the qcow2 file.
 
