@@ -31,6 +31,7 @@ from ironic_images._i18n import _
 from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images import file_writer
 from ironic_images import http_client
 from ironic_images import masking
 from ironic_images import oci_auth
@@ -528,8 +529,9 @@ class OciClient:
                          'says %(size)s') % {'sent': source.total,
                                              'size': size})
         hasher = transfer.Hasher(algorithm)
+        writer = file_writer.FileWriter(image_file)
         try:
-            transfer.stream(source, [hasher, transfer.FileWriter(image_file)],
+            transfer.stream(source, [hasher, writer],
                             href, expected_size=source.total
                             if source.total is not None else size,
                             progress=progress)

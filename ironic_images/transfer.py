@@ -16,10 +16,14 @@ A source is read into a small pool of large buffers by the calling thread.
 Each filled buffer then passes, in order, through the stages: one thread
 per stage, so hashing (hashlib releases the GIL on large buffers) and
 writing run beside the network or disk reads. A stage is any object with
-``update(data)``: a hashlib object is a stage, so is a :class:`FileWriter`.
+``update(data)``: a hashlib object is a stage, so is a
+:class:`~ironic_images.file_writer.FileWriter`. A stage may have
+``finish()``, called after the last chunk when all went well, and
+``close()``, called once every thread has stopped, whatever the outcome.
 The last stage hands the buffer back to the pool, so memory stays bounded
 at ``depth * chunk_size`` whatever the image size, and no byte is copied
-between the read and the stages.
+between the read and the stages. The buffers are page-aligned, so a
+writer can hand them to the disk as they are (direct I/O).
 
 A stage that fails stops doing work but keeps passing buffers on, so the
 pipeline always drains; the first error is raised to the caller once every
@@ -32,7 +36,7 @@ and reads on. A stage without ``reset`` makes such a restart fail cleanly.
 """
 
 import hashlib
-import io
+import mmap
 import os
 import queue
 import threading
@@ -70,43 +74,6 @@ class IterableSource:
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
-
-
-class FileWriter:
-    """A stage that writes every buffer to a binary file object.
-
-    :param image_file: a file object opened for binary writing.
-    """
-
-    def __init__(self, image_file):
-        self._file = image_file
-        self._write = image_file.write
-        self._start = _tell(image_file)
-
-    def update(self, data):
-        """Write all of ``data``."""
-        while data:
-            written = self._write(data)
-            if written is None or written == len(data):
-                return
-            data = data[written:]
-
-    def reset(self):
-        """Go back to where writing started and drop what follows.
-
-        :raises: io.UnsupportedOperation when the file cannot seek.
-        """
-        if self._start is None:
-            raise io.UnsupportedOperation('the destination cannot seek')
-        self._file.seek(self._start)
-        self._file.truncate()
-
-
-def _tell(image_file):
-    try:
-        return image_file.tell() if image_file.seekable() else None
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 class RestartTransfer(Exception):
@@ -246,7 +213,8 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
     depth = len(stages) + 2
     pool = queue.SimpleQueue()
     for _i in range(depth):
-        pool.put(bytearray(chunk_size))
+        # Page-aligned, so a FileWriter can hand them to direct I/O.
+        pool.put(mmap.mmap(-1, chunk_size))
     inboxes = [queue.SimpleQueue() for _stage in stages]
     threads = [_StageThread(stage, inbox, outbox, failure)
                for stage, inbox, outbox
@@ -284,6 +252,7 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
         head.put(_END)
         for thread in threads:
             thread.join()
+        _close(stages, failure)
     if failure.error is not None:
         raise _as_our_exception(failure.error, image_href)
     if expected_size is not None and done != expected_size:
@@ -292,6 +261,16 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
             reason=_('received %(done)d bytes, expected %(expected)d') % {
                 'done': done, 'expected': expected_size})
     return TransferResult(done)
+
+
+def _close(stages, failure):
+    for stage in stages:
+        close = getattr(stage, 'close', None)
+        if close is not None:
+            try:
+                close()
+            except BaseException as error:
+                failure.record(error)
 
 
 def _check_limits(done, expected_size, max_size, image_href):

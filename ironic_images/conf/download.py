@@ -25,6 +25,17 @@ opts = [
                       'pipeline. A few buffers are in flight at once, so '
                       'memory use stays a small multiple of this. '
                       'Default: 4 MiB.')),
+    cfg.BoolOpt('direct_io',
+                default=True,
+                help=_('Write a download into a regular file with '
+                       'O_DIRECT: the bytes go from the pipeline\'s '
+                       'buffers to the disk without a copy into the page '
+                       'cache, which saves CPU and leaves the page cache '
+                       'to the rest of the host. The last piece of a '
+                       'file, and file systems that refuse O_DIRECT, are '
+                       'written through the page cache. Turn it off where '
+                       'the disk is much slower than the network and the '
+                       'file is read back at once. Default: True.')),
     cfg.IntOpt('retries',
                default=3, min=0,
                help=_('Times a dropped, stalled or failed transfer is '

@@ -26,6 +26,7 @@ from ironic_images._i18n import _
 from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images import file_writer
 from ironic_images import fileutils
 from ironic_images.image_service import base
 from ironic_images import transfer
@@ -237,7 +238,7 @@ class FileImageService(base.BaseImageService):
         body = io.BytesIO()
         try:
             with open(fd, 'rb', buffering=0, closefd=False) as source:
-                transfer.stream(source, [transfer.FileWriter(body)],
+                transfer.stream(source, [file_writer.FileWriter(body)],
                                 image_href, max_size=MAX_TEXT_SIZE)
         finally:
             os.close(fd)
@@ -277,7 +278,7 @@ class FileImageService(base.BaseImageService):
     def _copy_verified(self, source, image_file, expected, image_href):
         hasher = expected.new_hasher()
         source.seek(0)
-        transfer.stream(source, [hasher, transfer.FileWriter(image_file)],
+        transfer.stream(source, [hasher, file_writer.FileWriter(image_file)],
                         image_href, expected_size=os.fstat(
                             source.fileno()).st_size)
         expected.verify(hasher.hexdigest(), image_href)
@@ -309,7 +310,7 @@ def _copy_fast(fd, image_file, image_href):
     if offset < size:
         os.lseek(fd, offset, os.SEEK_SET)
         with open(fd, 'rb', buffering=0, closefd=False) as source:
-            transfer.stream(source, [transfer.FileWriter(image_file)],
+            transfer.stream(source, [file_writer.FileWriter(image_file)],
                             image_href, expected_size=size - offset)
 
 

@@ -28,6 +28,7 @@ from ironic_images._i18n import _
 from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images import file_writer
 from ironic_images import glance_client
 from ironic_images import glance_metadata
 from ironic_images.image_service import base
@@ -361,7 +362,7 @@ class GlanceImageService(base.BaseImageService):
             image_href)
         hashers = [transfer.Hasher(c.algorithm) for c in expected]
         try:
-            result = transfer.stream(source, hashers + [transfer.FileWriter(
+            result = transfer.stream(source, hashers + [file_writer.FileWriter(
                 image_file)], image_href, expected_size=size,
                 progress=progress)
         finally:

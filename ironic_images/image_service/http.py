@@ -22,6 +22,7 @@ from ironic_images._i18n import _
 from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images import file_writer
 from ironic_images import http_client
 from ironic_images.image_service import base
 from ironic_images import resumable
@@ -254,7 +255,7 @@ class HttpImageService(base.BaseImageService):
             image_href)
         try:
             stages = [hasher] if hasher else []
-            stages.append(transfer.FileWriter(image_file))
+            stages.append(file_writer.FileWriter(image_file))
             transfer.stream(source, stages, image_href,
                             expected_size=source.total, progress=progress)
         finally:

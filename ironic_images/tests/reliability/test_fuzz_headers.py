@@ -27,6 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ironic_images import exception
+from ironic_images import file_writer
 from ironic_images import http_client
 from ironic_images import oci_auth
 from ironic_images import resumable
@@ -210,7 +211,7 @@ class TestResumeWithFuzzedAnswers(base.ReliabilityTestCase):
         source = resumable.ResumableResponse(first, reopen, HREF, retries=3)
         try:
             with base.bounded():
-                transfer.stream(source, [hasher, transfer.FileWriter(sink)],
+                transfer.stream(source, [hasher, file_writer.FileWriter(sink)],
                                 HREF, expected_size=source.total,
                                 chunk_size=4096)
         except exception.IronicImagesException:

@@ -20,6 +20,7 @@ import fixtures
 import zstandard
 
 from ironic_images import exception
+from ironic_images import file_writer
 from ironic_images import image_sink
 from ironic_images import inspection
 from ironic_images import qcow2_stream
@@ -175,7 +176,7 @@ class TestImageSink(base.TestCase):
                 return self.source.readinto(buffer)
 
         sink = self._sink()
-        transfer.stream(Restarting(), [transfer.FileWriter(sink)], 'href',
+        transfer.stream(Restarting(), [file_writer.FileWriter(sink)], 'href',
                         expected_size=len(IMAGE), chunk_size=64 * 1024)
         sink.finish()
         with open(self.path, 'rb') as image:

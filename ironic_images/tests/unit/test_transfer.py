@@ -20,6 +20,7 @@ import threading
 import time
 
 from ironic_images import exception
+from ironic_images import file_writer
 from ironic_images.tests import base
 from ironic_images import transfer
 
@@ -116,7 +117,7 @@ class StreamTestCase(TransferTestCase):
         out = io.BytesIO()
         result = transfer.stream(
             io.BytesIO(data),
-            [sha256, collector, transfer.FileWriter(out), sha512],
+            [sha256, collector, file_writer.FileWriter(out), sha512],
             HREF, chunk_size=4096)
         self.assertEqual(len(data), result.size)
         self.assertEqual(hashlib.sha256(data).hexdigest(), sha256.hexdigest())
@@ -396,7 +397,7 @@ class StreamTestCase(TransferTestCase):
             f.write(data)
         dest = os.path.join(self.images_dir, 'dest')
         with open(path, 'rb', buffering=0) as src, open(dest, 'wb') as out:
-            transfer.stream(src, [transfer.FileWriter(out)], HREF,
+            transfer.stream(src, [file_writer.FileWriter(out)], HREF,
                             expected_size=len(data), chunk_size=65536)
         with open(dest, 'rb') as f:
             self.assertEqual(data, f.read())
@@ -453,23 +454,3 @@ class IterableSourceTestCase(TransferTestCase):
                                 [Collector()], HREF, chunk_size=10)
         self.assertIn('Connection reset by peer', str(exc))
         self.assertNoThreadLeft()
-
-
-class FileWriterTestCase(base.TestCase):
-
-    def test_partial_writes(self):
-        class Trickle(io.RawIOBase):
-            def __init__(self):
-                self.out = bytearray()
-
-            def writable(self):
-                return True
-
-            def write(self, data):
-                self.out += bytes(data[:3])
-                return min(3, len(data))
-
-        sink = Trickle()
-        writer = transfer.FileWriter(sink)
-        writer.update(memoryview(b'abcdefghij'))
-        self.assertEqual(b'abcdefghij', bytes(sink.out))
