@@ -12,7 +12,7 @@
 
 """Case: ironic-images OciImageService.download of an artifact, to a file.
 
-Usage: ours_oci_download.py OCI_HREF OUTPUT BLOB_DIGEST
+Usage: ours_oci_download.py OCI_HREF OUTPUT BLOB_DIGEST [buffered]
 
 OCI_HREF is ``oci://HOST/NAME@sha256:MANIFEST_DIGEST`` of an artifact
 manifest with one layer whose digest is BLOB_DIGEST (``sha256:HEX``), on a
@@ -21,8 +21,10 @@ Calls ``set_image_auth(OCI_HREF, None)`` (anonymous), then, timed, opens
 OUTPUT for binary writing and calls ``OciImageService().download(OCI_HREF,
 file)``: one GET of the manifest (its bytes verified against the manifest
 digest), then one GET of the blob streamed by ironic_images.transfer, the
-layer digest verified in transfer (hashed in its own thread) and the size
-checked against the manifest's.  Fails unless
+layer digest verified in transfer (hashed in its own thread), the file
+written with O_DIRECT (through the page cache with ``buffered``:
+``[download]direct_io = False``) and the size checked against the
+manifest's.  Fails unless
 ``transfer_verified_checksum`` is BLOB_DIGEST.
 """
 
@@ -31,10 +33,11 @@ import sys
 import common
 
 
-def main(href, output, blob_digest):
+def main(href, output, blob_digest, mode='direct'):
     from ironic_images import conf
     conf.CONF([], project='ironic-images')
     conf.CONF.set_override('permit_fallback_to_http_transport', True, 'oci')
+    conf.CONF.set_override('direct_io', mode != 'buffered', 'download')
     from ironic_images.image_service import oci
 
     service = oci.OciImageService()
@@ -51,6 +54,6 @@ def main(href, output, blob_digest):
 
 
 if __name__ == '__main__':
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         common.fail(__doc__.strip().splitlines()[2])
     main(*sys.argv[1:])
