@@ -12,12 +12,14 @@
 
 """Case: ironic-images HttpImageService.download with sha256, to a file.
 
-Usage: ours_http_download.py URL OUTPUT SHA256_HEX
+Usage: ours_http_download.py URL OUTPUT SHA256_HEX [buffered]
 
 Opens OUTPUT for binary writing and calls
 ``HttpImageService().download(URL, file, checksum='sha256:HEX')``: the
 pipeline of ironic_images.transfer hashes in transfer (in its own thread)
-and raises ImageChecksumError on a mismatch.
+and raises ImageChecksumError on a mismatch; the file is written with
+O_DIRECT (through the page cache with ``buffered``:
+``[download]direct_io = False``).
 """
 
 import sys
@@ -25,9 +27,10 @@ import sys
 import common
 
 
-def main(url, output, sha256):
+def main(url, output, sha256, mode='direct'):
     from ironic_images import conf
     conf.CONF([], project='ironic-images')
+    conf.CONF.set_override('direct_io', mode != 'buffered', 'download')
     from ironic_images.image_service import http
 
     service = http.HttpImageService()
@@ -42,6 +45,6 @@ def main(url, output, sha256):
 
 
 if __name__ == '__main__':
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         common.fail(__doc__.strip().splitlines()[2])
     main(*sys.argv[1:])
