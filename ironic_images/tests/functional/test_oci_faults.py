@@ -15,7 +15,8 @@
 Redirects go through the registry's redirect middleware to nginx on
 ``localhost`` (another host than the registry's 127.0.0.1); nginx's log
 tells whether the Authorization header came along. The FaultServer acts as
-a tiny fake registry serving one manifest and its blob, or as a mirror.
+a tiny fake registry serving one manifest and its blob, as a mirror, or as
+a rate-limiting proxy in front of the real registry.
 """
 
 import json
@@ -199,6 +200,50 @@ class TestFakeRegistry(FakeRegistryTestCase):
         self.fake.script(self.blob_path, [faults.error(404)])
         error = self.assertDownloadFails(exception.ImageNotFound, self.href)
         self.assertIn('404', str(error))
+
+
+class TestRateLimitedRegistry(FakeRegistryTestCase):
+    """The FaultServer as a rate-limiting proxy in front of the registry."""
+
+    def setUp(self):
+        super().setUp()
+        origin = self.registry()
+        self.art = oci_push.push_artifact(origin, 'os/disk', 'v1',
+                                          common.RAW, 'disk.raw')
+        self.fake.forward_to(origin.url)
+        self.manifest_path = '/v2/os/disk/manifests/%s' % (
+            self.art.manifest_digest)
+        self.blob_path = '/v2/os/disk/blobs/%s' % self.art.blob_digest
+        self.href = 'oci://%s/os/disk@%s' % (self.host,
+                                             self.art.manifest_digest)
+
+    def test_429_then_200(self):
+        self.fake.script(self.manifest_path,
+                         [faults.error(429, retry_after=1)])
+        self.fake.script(self.blob_path, [faults.error(429, retry_after=0)])
+        start = time.monotonic()
+        self.assertDownloads(self.href, common.RAW)
+        self.assertGreaterEqual(time.monotonic() - start, 0.9)
+        # Each GET that got a 429 was made again, and the registry
+        # answered the second one.
+        self.assertEqual(2, len(self.gets(self.manifest_path)))
+        self.assertEqual(2, len(self.gets(self.blob_path)))
+
+    def test_429_on_the_tag_then_200(self):
+        tag_path = '/v2/os/disk/manifests/v1'
+        self.fake.script(tag_path, [faults.error(429, retry_after=0)])
+        info = oci.OciImageService().identify_specific_image(
+            'oci://%s/os/disk:v1' % self.host)
+        self.assertEqual(self.art.blob_digest,
+                         info['image_container_blob_digest'])
+        self.assertEqual(2, len(self.gets(tag_path)))
+
+    def test_429_persisting(self):
+        self.fake.script(self.blob_path,
+                         [faults.error(429, retry_after=0)] * 3)
+        self.assertDownloadFails(exception.ImageHostRateLimitFailure,
+                                 self.href)
+        self.assertEqual(3, len(self.gets(self.blob_path)))
 
 
 class TestMirrors(FakeRegistryTestCase):

@@ -12,6 +12,7 @@
 """The HTTP side of :class:`~.faults.FaultServer`: handler and server."""
 
 import dataclasses
+import http.client
 import http.server
 import logging
 import os
@@ -24,6 +25,8 @@ from ironic_images.tests.functional.servers import base
 LOG = logging.getLogger(__name__)
 _CHUNK = 64 * 1024
 _MAX_STALL = 300
+_HOP_BY_HOP = ('connection', 'keep-alive', 'transfer-encoding', 'te',
+               'upgrade', 'proxy-authorization', 'proxy-authenticate')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         fault, res = self.server.owner.on_request(self)
         if fault.status:
             return self._simple(fault.status, fault.headers)
+        if res is None and self.server.owner.upstream is not None:
+            return self._forward(self.server.owner.upstream)
         if res is None:
             return self._simple(404)
         if self.command == 'HEAD' and res.head_status:
@@ -121,6 +126,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._head(status, declared, headers)
         if self.command != 'HEAD':
             self._body(res, start, length, fault)
+
+    def _forward(self, upstream):
+        """Answer with what the server behind this one answers."""
+        headers = {name: value for name, value in self.headers.items()
+                   if name.lower() not in _HOP_BY_HOP + ('host',)}
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port,
+                                          timeout=30)
+        try:
+            conn.request(self.command, self.path, headers=headers)
+            response = conn.getresponse()
+            # Test bodies are small: whole, then sent with their length.
+            body = response.read()
+        finally:
+            conn.close()
+        self._head(response.status, len(body), {
+            name: value for name, value in response.getheaders()
+            if name.lower() not in _HOP_BY_HOP + ('content-length',)})
+        if self.command != 'HEAD':
+            self.wfile.write(body)
 
     def _if_range_matches(self, res):
         value = self.headers.get('If-Range')

@@ -44,6 +44,13 @@ Faults (:class:`Fault` objects, made by these helpers):
   Last-Modified) for this request and the next ones.
 
 Every request is recorded, in order, in :attr:`FaultServer.requests`.
+
+In front of a real server (a rate-limiting proxy), requests to a path
+without a resource of its own, and without a fault scripted for them, are
+forwarded to it::
+
+    server.forward_to(registry.url)
+    server.script('/v2/os/disk/manifests/v1', [error(429, retry_after=1)])
 """
 
 import collections
@@ -150,6 +157,7 @@ class FaultServer(object):
         self._scripts = {}
         self._requests = []
         self._thread = None
+        self.upstream = None
         self.stop_event = threading.Event()
         self._httpd = fault_handler.HTTPServer(self)
         self.port = self._httpd.server_address[1]
@@ -193,6 +201,13 @@ class FaultServer(object):
                 body, file, etag or None, last_modified or None,
                 content_type, head_status, ranges)
         return self.url_for(path)
+
+    def forward_to(self, url):
+        """Forward requests for which no resource is added to ``url``.
+
+        :param url: ``http://HOST:PORT`` of the server behind this one.
+        """
+        self.upstream = urllib.parse.urlsplit(url)
 
     def script(self, path, faults, method=None):
         """Apply ``faults[N]`` to the Nth next request to ``path``.
