@@ -53,16 +53,22 @@ def _aligned(data):
     return memoryview(buffer)
 
 
-class FlagSpy:
-    """A stage after the writer: the file's flags while the data flows."""
+class FlagSpy(file_writer.FileWriter):
+    """A writer that notes the file's O_DIRECT flag after each write.
 
-    def __init__(self, image_file):
+    Noted in the writer's own thread: a stage of its own would run beside
+    the writer and could see the flag of a later write.
+    """
+
+    def __init__(self, image_file, **kwargs):
+        super().__init__(image_file, **kwargs)
         self._fd = image_file.fileno()
-        self.direct = []
+        self.direct_flags = []
 
     def update(self, data):
+        super().update(data)
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
-        self.direct.append(bool(flags & os.O_DIRECT))
+        self.direct_flags.append(bool(flags & os.O_DIRECT))
 
 
 class PretendDirectIO(fixtures.Fixture):
@@ -92,10 +98,10 @@ class TestFileWriter(base.TestCase):
         self.directory = self.useFixture(fixtures.TempDir()).path
         self.path = os.path.join(self.directory, 'image')
 
-    def _stream(self, image_file, stages=(), **kwargs):
-        writer = file_writer.FileWriter(image_file, **kwargs)
-        transfer.stream(io.BytesIO(DATA), [writer] + list(stages), HREF,
-                        chunk_size=CHUNK)
+    def _stream(self, image_file, writer_class=file_writer.FileWriter,
+                **kwargs):
+        writer = writer_class(image_file, **kwargs)
+        transfer.stream(io.BytesIO(DATA), [writer], HREF, chunk_size=CHUNK)
         return writer
 
     def _read(self):
@@ -104,8 +110,7 @@ class TestFileWriter(base.TestCase):
 
     def test_regular_file_written_directly(self):
         with open(self.path, 'wb') as image_file:
-            spy = FlagSpy(image_file)
-            self._stream(image_file, [spy])
+            spy = self._stream(image_file, FlagSpy)
             self.assertEqual(len(DATA), image_file.tell())
             flags = fcntl.fcntl(image_file.fileno(), fcntl.F_GETFL)
             # The file is the caller's again: writes go on after the data.
@@ -114,21 +119,19 @@ class TestFileWriter(base.TestCase):
         self.assertFalse(flags & os.O_DIRECT)
         # Whole chunks went to the disk directly; the tail did not.
         direct = _supports_direct_io(self.directory)
-        self.assertEqual([direct, direct, direct, False], spy.direct)
+        self.assertEqual([direct, direct, direct, False], spy.direct_flags)
 
     def test_option_off(self):
         self.config(direct_io=False, group='download')
         with open(self.path, 'wb') as image_file:
-            spy = FlagSpy(image_file)
-            self._stream(image_file, [spy])
+            spy = self._stream(image_file, FlagSpy)
         self.assertEqual(DATA, self._read())
-        self.assertEqual([False] * 4, spy.direct)
+        self.assertEqual([False] * 4, spy.direct_flags)
 
     def test_argument_overrides_option(self):
         with open(self.path, 'wb') as image_file:
-            spy = FlagSpy(image_file)
-            self._stream(image_file, [spy], direct_io=False)
-        self.assertEqual([False] * 4, spy.direct)
+            spy = self._stream(image_file, FlagSpy, direct_io=False)
+        self.assertEqual([False] * 4, spy.direct_flags)
 
     def test_nothing_changes_before_the_first_write(self):
         with open(self.path, 'wb') as image_file:
@@ -216,28 +219,25 @@ class TestFileWriter(base.TestCase):
     def test_aligned_start_after_unflushed_bytes(self):
         with open(self.path, 'wb') as image_file:
             image_file.write(b'h' * 4096)
-            spy = FlagSpy(image_file)
-            self._stream(image_file, [spy])
+            spy = self._stream(image_file, FlagSpy)
         self.assertEqual(b'h' * 4096 + DATA, self._read())
         self.assertEqual(_supports_direct_io(self.directory),
-                         spy.direct[0])
+                         spy.direct_flags[0])
 
     def test_unaligned_start(self):
         with open(self.path, 'wb') as image_file:
             image_file.write(b'header')
-            spy = FlagSpy(image_file)
-            self._stream(image_file, [spy])
+            spy = self._stream(image_file, FlagSpy)
         self.assertEqual(b'header' + DATA, self._read())
-        self.assertEqual([False] * 4, spy.direct)
+        self.assertEqual([False] * 4, spy.direct_flags)
 
     def test_append_mode(self):
         with open(self.path, 'wb') as image_file:
             image_file.write(b'x' * 4096)
         with open(self.path, 'ab') as image_file:
-            spy = FlagSpy(image_file)
-            self._stream(image_file, [spy])
+            spy = self._stream(image_file, FlagSpy)
         self.assertEqual(b'x' * 4096 + DATA, self._read())
-        self.assertEqual([False] * 4, spy.direct)
+        self.assertEqual([False] * 4, spy.direct_flags)
 
     def test_no_file_descriptor(self):
         body = io.BytesIO()

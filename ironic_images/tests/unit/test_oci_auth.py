@@ -308,7 +308,7 @@ class TestBearer(AuthDanceTestCase):
             'ironic_images.oci_auth.time.monotonic', return_value=0.0)).mock
         self.manifest([challenge(), OK, challenge(), OK])
         self.client.get_manifest(common.DIGEST_HREF)
-        self.client._authorization.clear()
+        self.client.registry._authorization.clear()
         now.return_value = 1000.0
         self.client.get_manifest(common.DIGEST_HREF)
         self.assertEqual(2, len(self.token_requests()))

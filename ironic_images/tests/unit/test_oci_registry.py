@@ -462,11 +462,12 @@ class TestTransport(ClientTestCase):
 
     def test_verify_from_config(self):
         self.config(verify_ca='False', group='oci')
-        self.assertFalse(oci_registry.OciClient().verify)
+        self.assertFalse(oci_registry.OciClient().registry.verify)
         self.config(verify_ca='/nonexistent/ca.pem', group='oci')
         self.assertRaises(exception.ImageRefValidationFailed,
                           oci_registry.OciClient)
-        self.assertEqual('/x', oci_registry.OciClient(verify='/x').verify)
+        self.assertEqual('/x',
+                         oci_registry.OciClient(verify='/x').registry.verify)
 
 
 class TestBlobs(ClientTestCase):
@@ -523,7 +524,7 @@ class TestBlobs(ClientTestCase):
                          self.mocker.last_request.headers['Range'])
 
     def redirected(self, location, target, auth='Bearer tok'):
-        self.client._authorization[(HOST, REPO)] = auth
+        self.client.registry._authorization[(HOST, REPO)] = auth
         self.mocker.get(blob_url(), status_code=307,
                         headers={'Location': location})
         self.mocker.get(target, content=DATA,

@@ -226,7 +226,8 @@ class TestIdentify(ServiceTestCase):
         self.assertEqual('qcow2', info['image_disk_format'])
 
     def test_auth_secret(self):
-        self.service.client._authorization[(HOST, common.REPO)] = 'Bearer t'
+        self.service.client.registry._authorization[
+            (HOST, common.REPO)] = 'Bearer t'
         info = self.service.identify_specific_image(INDEX_HREF)
         self.assertEqual('Bearer t',
                          info['image_request_authorization_secret'])
