@@ -21,7 +21,6 @@ safety gate and ``qemu-img info`` of :mod:`ironic_images.qemu_img` first;
 """
 
 import errno
-import functools
 import mmap
 import os
 import time
@@ -72,16 +71,25 @@ _TRANSIENT_ERRNOS = (errno.ENOMEM, errno.EAGAIN)
 _TRANSIENT_MESSAGES = tuple(os.strerror(e) for e in _TRANSIENT_ERRNOS)
 
 
-@functools.lru_cache(maxsize=64)
+# Directory -> whether its file system takes O_DIRECT. Only the file
+# system's own answer is kept: a probe that failed for another reason (no
+# space, no permission, an I/O error) is made again next time.
+_DIRECT_IO_ANSWERS = {}
+_NO_DIRECT_IO_ERRNOS = (errno.EINVAL, errno.EOPNOTSUPP)
+
+
 def _supports_direct_io(directory):
     """Tell whether files in ``directory`` can be written with O_DIRECT.
 
-    Probed once per directory (cached) by writing one aligned block to a
-    temp file opened with O_DIRECT: some file systems accept the flag at
-    open time and fail the first write with EINVAL.
+    Probed by writing one aligned block to a temp file opened with
+    O_DIRECT (some file systems accept the flag at open time and fail the
+    first write with EINVAL); the file system's answer is remembered.
     """
     if not hasattr(os, 'O_DIRECT'):
         return False
+    answer = _DIRECT_IO_ANSWERS.get(directory)
+    if answer is not None:
+        return answer
     path = None
     try:
         path = fileutils.part_path(os.path.join(directory, 'odirect-probe'))
@@ -95,10 +103,13 @@ def _supports_direct_io(directory):
     except OSError as e:
         LOG.debug('No direct I/O in %(dir)s (%(err)s); converting with the '
                   'page cache', {'dir': directory, 'err': e})
+        if e.errno in _NO_DIRECT_IO_ERRNOS:
+            _DIRECT_IO_ANSWERS[directory] = False
         return False
     finally:
         if path:
             fileutils.remove_quietly(path)
+    _DIRECT_IO_ANSWERS[directory] = True
     return True
 
 

@@ -87,8 +87,8 @@ class QemuImgTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         servers_base.require_binary('qemu-img')
-        qemu_convert._supports_direct_io.cache_clear()
-        self.addCleanup(qemu_convert._supports_direct_io.cache_clear)
+        qemu_convert._DIRECT_IO_ANSWERS.clear()
+        self.addCleanup(qemu_convert._DIRECT_IO_ANSWERS.clear)
         # Every input format of the matrix; the safety gate still runs.
         self.config(permitted_formats=['raw', 'gpt', 'qcow2', 'iso', 'vmdk',
                                        'vhdx', 'vhd', 'vdi'],

@@ -74,8 +74,8 @@ class QemuImgTestCase(base.TestCase):
         super().setUp()
         self.execute = self.useFixture(fixtures.MockPatch(
             'oslo_concurrency.processutils.execute')).mock
-        qemu_convert._supports_direct_io.cache_clear()
-        self.addCleanup(qemu_convert._supports_direct_io.cache_clear)
+        qemu_convert._DIRECT_IO_ANSWERS.clear()
+        self.addCleanup(qemu_convert._DIRECT_IO_ANSWERS.clear)
         self.source = os.path.join(self.images_dir, 'source.qcow2')
         write_qcow2(self.source)
         self.dest = os.path.join(self.images_dir, 'dest.raw')
@@ -470,8 +470,8 @@ class DirectIOTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        qemu_convert._supports_direct_io.cache_clear()
-        self.addCleanup(qemu_convert._supports_direct_io.cache_clear)
+        qemu_convert._DIRECT_IO_ANSWERS.clear()
+        self.addCleanup(qemu_convert._DIRECT_IO_ANSWERS.clear)
 
     def test_probe_leaves_nothing(self):
         qemu_convert._supports_direct_io(self.images_dir)
@@ -482,6 +482,20 @@ class DirectIOTestCase(base.TestCase):
                                side_effect=OSError(errno.EINVAL, 'x')):
             self.assertFalse(qemu_convert._supports_direct_io(self.images_dir))
         self.assertEqual([], os.listdir(self.images_dir))
+
+    def test_other_failures_are_probed_again(self):
+        # No space (or no permission) now says nothing of the file system.
+        with mock.patch.object(qemu_convert.os, 'open', autospec=True,
+                               side_effect=OSError(errno.ENOSPC, 'x')):
+            self.assertFalse(qemu_convert._supports_direct_io(self.images_dir))
+        with mock.patch.object(qemu_convert.os, 'open', autospec=True,
+                               side_effect=OSError(errno.EINVAL, 'x')) as op:
+            self.assertFalse(qemu_convert._supports_direct_io(self.images_dir))
+        self.assertEqual(1, op.call_count)
+        # EINVAL is the file system's answer: kept, not probed again.
+        with mock.patch.object(qemu_convert.os, 'open', autospec=True) as op:
+            self.assertFalse(qemu_convert._supports_direct_io(self.images_dir))
+        op.assert_not_called()
 
     def test_probed_once_per_directory(self):
         with mock.patch.object(qemu_convert.fileutils, 'part_path',
