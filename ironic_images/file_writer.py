@@ -24,12 +24,15 @@ everything else out of the page cache.
 What direct I/O cannot take goes through the page cache, as GNU dd does
 it: a last piece that is not a whole number of blocks, a buffer that is
 not aligned, a file system that refuses the flag, a file opened for
-appending or at an unaligned position. ``[download]direct_io = False``
-turns it off.
+appending or at an unaligned position. A file object that is not one of
+``open()``'s (or a wrapper forwarding to one) is always written through
+its ``write``: a ``GzipFile``, say, has the descriptor of the file it
+compresses into. ``[download]direct_io = False`` turns it off.
 """
 
 import errno
 import fcntl
+import inspect
 import io
 import os
 import stat
@@ -69,11 +72,12 @@ class FileWriter:
         # used leaves the file alone.
         self._direct_wanted = direct_io
         self._direct = None
+        self._direct_used = False
 
     @property
     def direct(self):
-        """Whether the writes go to the disk without the page cache."""
-        return self._direct is not None
+        """Whether some bytes went to the disk without the page cache."""
+        return self._direct_used
 
     def update(self, data):
         """Write all of ``data``."""
@@ -82,6 +86,7 @@ class FileWriter:
             self._direct = _DirectFile.start(self._file, self._start)
         if self._direct is not None:
             data = self._direct.write(data)
+            self._direct_used = self._direct_used or self._direct.used
             if not data:
                 return
             self._end_direct()
@@ -119,16 +124,17 @@ class FileWriter:
         if self._direct is not None:
             direct, self._direct = self._direct, None
             direct.end()
-            self._file.seek(direct.offset)
 
 
 class _DirectFile:
     """A regular file written with ``O_DIRECT`` at explicit offsets."""
 
-    def __init__(self, fd, flags, offset):
+    def __init__(self, file_object, fd, flags, offset):
+        self._file = file_object
         self._fd = fd
         self._flags = flags
         self.offset = offset
+        self.used = False
 
     @classmethod
     def start(cls, image_file, offset):
@@ -140,20 +146,23 @@ class _DirectFile:
         if not _O_DIRECT or offset is None or offset % ALIGNMENT:
             return None
         try:
-            fd = image_file.fileno()
+            plain = _plain_file(image_file)
+            if plain is None:
+                return None
+            fd = plain.fileno()
             flags = fcntl.fcntl(fd, fcntl.F_GETFL)
             if (flags & (os.O_APPEND | _O_DIRECT)
-                    or not stat.S_ISREG(os.fstat(fd).st_mode)):
+                    or not stat.S_ISREG(os.fstat(fd).st_mode)
+                    or plain.tell() != offset):
                 return None
             # What the caller wrote before must reach the file first.
-            image_file.flush()
+            plain.flush()
             fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
-        except (OSError, ValueError, AttributeError) as error:
-            # No descriptor (BytesIO), or a file system without direct
-            # I/O (EINVAL).
+        except (OSError, ValueError) as error:
+            # A file system without direct I/O (EINVAL).
             LOG.debug('Writing through the page cache: %s', error)
             return None
-        return cls(fd, flags, offset)
+        return cls(plain, fd, flags, offset)
 
     def write(self, view):
         """Write what direct I/O takes of ``view``.
@@ -169,6 +178,7 @@ class _DirectFile:
                 written = os.pwrite(self._fd, view, self.offset)
                 if not written:
                     break
+                self.used = True
                 self.offset += written
                 view = view[written:]
         except OSError as error:
@@ -184,8 +194,35 @@ class _DirectFile:
         self.offset = offset
 
     def end(self):
-        """Give the file its flags back."""
+        """Give the file its flags back, after the last byte written."""
         fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
+        self._file.seek(self.offset)
+
+
+# The file objects of open(): their write() puts the bytes at the
+# descriptor's position and does nothing else, which is what a write
+# with pwrite() stands in for.
+_PLAIN_FILES = (io.FileIO, io.BufferedWriter, io.BufferedRandom)
+
+
+def _plain_file(image_file):
+    """The file object of open() whose ``write`` ``image_file`` uses.
+
+    That is ``image_file`` itself, or the file behind a wrapper that
+    forwards its methods (Glance's ``_NoLink``, NamedTemporaryFile).
+
+    :returns: the file object, or None when the bytes given to ``write``
+        do not simply go to a file descriptor: a ``GzipFile`` has the
+        descriptor of the file it compresses into, a subclass may count
+        or change what it is given, BytesIO has no descriptor.
+    """
+    write = inspect.unwrap(getattr(image_file, 'write', None))
+    plain = getattr(write, '__self__', None)
+    if type(plain) not in _PLAIN_FILES:
+        return None
+    if type(plain) is not io.FileIO and type(plain.raw) is not io.FileIO:
+        return None
+    return plain
 
 
 def _tell(image_file):

@@ -14,15 +14,18 @@
 
 import errno
 import fcntl
+import gzip
 import io
 import mmap
 import os
+import tempfile
 from unittest import mock
 
 import fixtures
 
 from ironic_images import exception
 from ironic_images import file_writer
+from ironic_images.image_service import glance
 from ironic_images.tests import base
 from ironic_images import transfer
 
@@ -120,6 +123,8 @@ class TestFileWriter(base.TestCase):
         # Whole chunks went to the disk directly; the tail did not.
         direct = _supports_direct_io(self.directory)
         self.assertEqual([direct, direct, direct, False], spy.direct_flags)
+        # Still true once the file is given back.
+        self.assertEqual(direct, spy.direct)
 
     def test_option_off(self):
         self.config(direct_io=False, group='download')
@@ -127,6 +132,7 @@ class TestFileWriter(base.TestCase):
             spy = self._stream(image_file, FlagSpy)
         self.assertEqual(DATA, self._read())
         self.assertEqual([False] * 4, spy.direct_flags)
+        self.assertFalse(spy.direct)
 
     def test_argument_overrides_option(self):
         with open(self.path, 'wb') as image_file:
@@ -244,6 +250,46 @@ class TestFileWriter(base.TestCase):
         writer = self._stream(body)
         self.assertFalse(writer.direct)
         self.assertEqual(DATA, body.getvalue())
+
+    def test_wrapper_forwarding_the_file(self):
+        # Glance's _NoLink hides the name and forwards everything else to
+        # the file: its bytes may go to the disk directly.
+        with open(self.path, 'wb') as image_file:
+            writer = self._stream(glance._NoLink(image_file))
+            self.assertEqual(len(DATA), image_file.tell())
+        self.assertEqual(DATA, self._read())
+        self.assertEqual(_supports_direct_io(self.directory), writer.direct)
+
+    def test_named_temporary_file(self):
+        # Its wrapper forwards the file's methods wrapped in functions.
+        with tempfile.NamedTemporaryFile(dir=self.directory) as image_file:
+            writer = self._stream(image_file)
+            self.assertEqual(len(DATA), image_file.tell())
+            image_file.seek(0)
+            self.assertEqual(DATA, image_file.read())
+        self.assertEqual(_supports_direct_io(self.directory), writer.direct)
+
+    def test_file_object_that_encodes_what_it_is_given(self):
+        # A GzipFile's fileno() is the compressed file's: the bytes must go
+        # through its write(), never to the descriptor.
+        with gzip.open(self.path, 'wb') as image_file:
+            writer = self._stream(image_file)
+        self.assertFalse(writer.direct)
+        self.assertEqual(DATA, gzip.decompress(self._read()))
+
+    def test_subclass_with_its_own_write(self):
+        class Counting(io.BufferedWriter):
+            written = 0
+
+            def write(self, data):
+                self.written += len(data)
+                return super().write(data)
+
+        with Counting(io.FileIO(self.path, 'wb')) as image_file:
+            writer = self._stream(image_file)
+            self.assertEqual(len(DATA), image_file.written)
+        self.assertFalse(writer.direct)
+        self.assertEqual(DATA, self._read())
 
     def test_pipe(self):
         read_end, write_end = os.pipe()
