@@ -222,6 +222,10 @@ class RegistrySession:
         :raises: TemporaryFailure when no host can be reached,
             ImageServiceAuthenticationRequired, ImageHostRateLimitFailure.
         """
+        return self._request(ref, path, image_href, **kwargs)[1]
+
+    def _request(self, ref, path, image_href, **kwargs):
+        """:meth:`request`; returns the host that answered too."""
         hosts = _mirrors(ref.host)
         for host in hosts:
             last = host == hosts[-1]
@@ -238,7 +242,7 @@ class RegistrySession:
                              'error': error})
                 continue
             if last or response.status_code < 400:
-                return response
+                return host, response
             LOG.info('Mirror %(mirror)s of %(host)s answered HTTP '
                      '%(status)s for %(path)s; trying the next',
                      {'mirror': host, 'host': ref.host, 'path': path,
@@ -248,8 +252,10 @@ class RegistrySession:
     def open_blob(self, ref, digest, image_href, headers=None):
         """GET a blob, following redirects.
 
-        A redirect to another host gets the ``Authorization`` header only
-        when the registry is in [oci]secure_cdn_registries.
+        A redirect gets the ``Authorization`` header sent to the host that
+        answered (a mirror's own, never the registry's), and to another
+        host only when the one that answered is in
+        [oci]secure_cdn_registries.
 
         :param ref: the image's
             :class:`~ironic_images.oci_reference.OciReference`.
@@ -261,9 +267,12 @@ class RegistrySession:
             what :meth:`request` raises.
         """
         path = '/v2/%s/blobs/%s' % (ref.repository, digest)
-        response = self.request(ref, path, image_href, headers=headers,
-                                stream=True, allow_redirects=False)
-        trusted = _is_secure_cdn_registry(ref.host)
+        # A mirror that redirects does it with its own token and trust:
+        # the registry's token is for the registry only.
+        host, response = self._request(ref, path, image_href,
+                                       headers=headers, stream=True,
+                                       allow_redirects=False)
+        trusted = _is_secure_cdn_registry(host)
         origin = urllib.parse.urlsplit(response.url).netloc
         for _redirect in range(CONF.http.max_redirects):
             if response.status_code not in _REDIRECTS:
@@ -272,7 +281,7 @@ class RegistrySession:
                                           response.headers.get('Location'))
             response.close()
             redirect_headers = dict(headers or {})
-            auth = self.authorization(ref.host, ref.repository)
+            auth = self.authorization(host, ref.repository)
             same_host = urllib.parse.urlsplit(target).netloc == origin
             if auth and (trusted or same_host):
                 redirect_headers['Authorization'] = auth

@@ -420,6 +420,48 @@ class TestMirrors(ClientTestCase):
                           self.client.get_manifest, DIGEST_HREF)
         self.assertEqual(manifest_url(MANIFEST_DIGEST), self.urls()[-1])
 
+    def mirror_redirects(self, location, target, mirror_auth=None):
+        """The Authorization a mirror's blob redirect is followed with.
+
+        The origin has a token (a manifest came from it), the mirror
+        ``mirror_auth``.
+        """
+        authorization = self.client.registry._authorization
+        authorization[(HOST, REPO)] = 'Bearer origin'
+        if mirror_auth:
+            authorization[('mirror.example.com:5000', REPO)] = mirror_auth
+        self.mocker.get(blob_url(base=self.mirror), status_code=307,
+                        headers={'Location': location})
+        self.mocker.get(target, content=DATA,
+                        headers={'Content-Length': str(len(DATA))})
+        out = io.BytesIO()
+        self.client.download_blob(DIGEST_HREF, BLOB_DIGEST, out)
+        self.assertEqual(DATA, out.getvalue())
+        self.assertEqual(target, self.mocker.last_request.url)
+        return self.mocker.last_request.headers.get('Authorization')
+
+    def test_mirror_redirect_never_gets_the_origin_authorization(self):
+        # The origin's token is for the origin: the mirror is another host.
+        self.assertIsNone(self.mirror_redirects(
+            '/storage/b', self.mirror + '/storage/b'))
+
+    def test_mirror_redirect_on_its_host_gets_its_authorization(self):
+        self.assertEqual('Bearer mirror', self.mirror_redirects(
+            '/storage/b', self.mirror + '/storage/b', 'Bearer mirror'))
+
+    def test_secure_cdn_origin_does_not_vouch_for_its_mirror(self):
+        # [oci]secure_cdn_registries trusts the redirects of the hosts it
+        # names; the mirror that redirects is not one of them.
+        self.config(secure_cdn_registries=[HOST], group='oci')
+        self.assertIsNone(self.mirror_redirects(
+            'https://cdn.example.com/b', 'https://cdn.example.com/b',
+            'Bearer mirror'))
+        self.config(secure_cdn_registries=['mirror.example.com'],
+                    group='oci')
+        self.assertEqual('Bearer mirror', self.mirror_redirects(
+            'https://cdn.example.com/b', 'https://cdn.example.com/b',
+            'Bearer mirror'))
+
 
 class TestTransport(ClientTestCase):
 
