@@ -22,7 +22,7 @@ the disk as they are, for 0.07 ms per MB, and a big image does not push
 everything else out of the page cache.
 
 What direct I/O cannot take goes through the page cache, as GNU dd does
-it: a last piece that is not a whole number of blocks, a buffer that is
+it: the bytes after the last whole block of the image, a buffer that is
 not aligned, a file system that refuses the flag, a file opened for
 appending or at an unaligned position. A file object that is not one of
 ``open()``'s (or a wrapper forwarding to one) is always written through
@@ -165,21 +165,25 @@ class _DirectFile:
         return cls(plain, fd, flags, offset)
 
     def write(self, view):
-        """Write what direct I/O takes of ``view``.
+        """Write what direct I/O takes of ``view``: its whole blocks.
 
         :returns: what is left to write through the page cache: empty
-            when all of ``view`` was written.
+            when all of ``view`` was written, the last partial block of
+            the image, or everything from a write direct I/O refused.
         :raises: OSError for any failure but an unaligned write.
         """
-        if len(view) % ALIGNMENT:
-            return view
+        # Only the last piece of an image is not whole blocks (an image
+        # smaller than a buffer is all last piece): its blocks still go
+        # directly, the few bytes after them through the page cache.
+        whole = view[:len(view) - len(view) % ALIGNMENT]
         try:
-            while view:
-                written = os.pwrite(self._fd, view, self.offset)
+            while whole:
+                written = os.pwrite(self._fd, whole, self.offset)
                 if not written:
                     break
                 self.used = True
                 self.offset += written
+                whole = whole[written:]
                 view = view[written:]
         except OSError as error:
             if error.errno != errno.EINVAL:

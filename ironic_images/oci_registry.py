@@ -68,6 +68,16 @@ class OciClient:
             http_client.verify_setting(CONF.oci.verify_ca, '[oci]verify_ca')
             if verify is None else verify)
 
+    @property
+    def session(self):
+        """The ``requests.Session`` every request goes through."""
+        return self.registry.session
+
+    @property
+    def verify(self):
+        """TLS verification: True, False or a CA bundle path."""
+        return self.registry.verify
+
     # Authentication
 
     def authenticate(self, image_url, username=None, password=None,

@@ -214,7 +214,8 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
     pool = queue.SimpleQueue()
     for _i in range(depth):
         # Page-aligned, so a FileWriter can hand them to direct I/O.
-        pool.put(mmap.mmap(-1, chunk_size))
+        pool.put(mmap.mmap(-1, chunk_size,
+                           flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
     inboxes = [queue.SimpleQueue() for _stage in stages]
     threads = [_StageThread(stage, inbox, outbox, failure)
                for stage, inbox, outbox
@@ -250,9 +251,13 @@ def stream(source, stages, image_href, expected_size=None, max_size=None,
         failure.record(error)
     finally:
         head.put(_END)
-        for thread in threads:
-            thread.join()
-        _close(stages, failure)
+        try:
+            for thread in threads:
+                thread.join()
+        finally:
+            # Even when the wait is interrupted (KeyboardInterrupt, an
+            # eventlet timeout): a writer gives the caller's file back.
+            _close(stages, failure)
     if failure.error is not None:
         raise _as_our_exception(failure.error, image_href)
     if expected_size is not None and done != expected_size:

@@ -12,6 +12,10 @@
 
 """Base classes of the unit and functional tests."""
 
+import errno
+import mmap
+import os
+
 import fixtures
 from oslo_config import fixture as config_fixture
 from oslotest import base
@@ -38,3 +42,28 @@ class TestCase(base.BaseTestCase):
     def config(self, **kw):
         """Override options for this test; ``group=`` names the group."""
         self.cfg_fixture.config(**kw)
+
+
+def supports_direct_io(directory):
+    """Whether the file system of ``directory`` takes O_DIRECT writes.
+
+    Asked of the file system itself (one aligned block written to a probe
+    file), not of the code under test.
+    """
+    probe = os.path.join(directory, '.direct-io-probe')
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+        try:
+            # A page of anonymous memory: aligned, as O_DIRECT wants.
+            with mmap.mmap(-1, mmap.PAGESIZE) as block:
+                os.write(fd, block)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        return False
+    finally:
+        if os.path.exists(probe):
+            os.unlink(probe)
+    return True

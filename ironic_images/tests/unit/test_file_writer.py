@@ -35,20 +35,6 @@ CHUNK = 64 * 1024
 DATA = bytes(range(256)) * (3 * CHUNK // 256) + b'tail' * 250
 
 
-def _supports_direct_io(directory):
-    probe = os.path.join(directory, 'probe')
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
-    except OSError as error:
-        if error.errno != errno.EINVAL:
-            raise
-        return False
-    finally:
-        if os.path.exists(probe):
-            os.unlink(probe)
-    return True
-
-
 def _aligned(data):
     """``data`` in page-aligned memory, as the pipeline's buffers are."""
     buffer = mmap.mmap(-1, len(data))
@@ -121,10 +107,22 @@ class TestFileWriter(base.TestCase):
         self.assertEqual(DATA + b'after', self._read())
         self.assertFalse(flags & os.O_DIRECT)
         # Whole chunks went to the disk directly; the tail did not.
-        direct = _supports_direct_io(self.directory)
+        direct = base.supports_direct_io(self.directory)
         self.assertEqual([direct, direct, direct, False], spy.direct_flags)
         # Still true once the file is given back.
         self.assertEqual(direct, spy.direct)
+
+    def test_image_smaller_than_a_buffer(self):
+        # One piece, not whole blocks: its blocks still go directly.
+        pretend = self.useFixture(PretendDirectIO())
+        with open(self.path, 'wb') as image_file:
+            writer = file_writer.FileWriter(image_file)
+            writer.update(_aligned(DATA[:3 * 4096 + 100]))
+            writer.close()
+            self.assertEqual(3 * 4096 + 100, image_file.tell())
+        self.assertEqual(DATA[:3 * 4096 + 100], self._read())
+        self.assertTrue(writer.direct)
+        self.assertEqual([True, False], pretend.flags)
 
     def test_option_off(self):
         self.config(direct_io=False, group='download')
@@ -227,7 +225,7 @@ class TestFileWriter(base.TestCase):
             image_file.write(b'h' * 4096)
             spy = self._stream(image_file, FlagSpy)
         self.assertEqual(b'h' * 4096 + DATA, self._read())
-        self.assertEqual(_supports_direct_io(self.directory),
+        self.assertEqual(base.supports_direct_io(self.directory),
                          spy.direct_flags[0])
 
     def test_unaligned_start(self):
@@ -258,7 +256,8 @@ class TestFileWriter(base.TestCase):
             writer = self._stream(glance._NoLink(image_file))
             self.assertEqual(len(DATA), image_file.tell())
         self.assertEqual(DATA, self._read())
-        self.assertEqual(_supports_direct_io(self.directory), writer.direct)
+        self.assertEqual(base.supports_direct_io(self.directory),
+                         writer.direct)
 
     def test_named_temporary_file(self):
         # Its wrapper forwards the file's methods wrapped in functions.
@@ -267,7 +266,8 @@ class TestFileWriter(base.TestCase):
             self.assertEqual(len(DATA), image_file.tell())
             image_file.seek(0)
             self.assertEqual(DATA, image_file.read())
-        self.assertEqual(_supports_direct_io(self.directory), writer.direct)
+        self.assertEqual(base.supports_direct_io(self.directory),
+                         writer.direct)
 
     def test_file_object_that_encodes_what_it_is_given(self):
         # A GzipFile's fileno() is the compressed file's: the bytes must go
