@@ -21,7 +21,10 @@ master to the caller's destination (copies it, sparse, when the
 destination is on another filesystem). Beside each master, ``NAME.meta``
 records what was verified (checksums, format) and how to revalidate it.
 
-Freshness: Glance images and OCI digests never change. An HTTP master is
+Freshness: Glance images and OCI digests never change; a Glance master is
+handed out only once Glance, asked as the caller, still shows the image
+active (it may have been deleted, deactivated, or be another project's).
+An OCI tag is resolved with the caller's credentials. An HTTP master is
 revalidated with a conditional GET (ETag, Last-Modified) and downloaded
 again only when the server says it changed; other schemes compare the
 properties ``show()`` returns. An image whose driver says ``no_cache``
@@ -194,6 +197,13 @@ class ImageCache:
         meta = self._fresh_meta(source, master, started, args['expected'],
                                 args['expected_format'])
         if meta is not None:
+            if source.kind == cache_masters.KIND_GLANCE:
+                # The content of an image id never changes, but the image
+                # can be deleted or deactivated, and this caller may not
+                # be allowed to see it: Glance is asked, as the caller
+                # (the service's context was made from ``ctx``), before
+                # its copy is handed out.
+                source.service.show(source.href)
             LOG.debug('Master-image cache hit for %s',
                       masking.mask_href(source.href))
             return meta, True

@@ -27,6 +27,7 @@ import fixtures
 from oslo_context import context as oslo_context
 
 from ironic_images import exception
+from ironic_images import image_cache
 from ironic_images import image_service
 from ironic_images.image_service import glance as glance_service
 from ironic_images.tests import base
@@ -427,6 +428,57 @@ class TestGlanceService(GlanceTestCase):
         self.assertEqual(DATA, out.getvalue())
         self.assertIn(('GET', '/v2/images/%s/file' % image['id']),
                       self.api_calls(count=2))
+
+
+class TestGlanceCache(GlanceTestCase):
+    """Glance images through the master-image cache."""
+
+    def setUp(self):
+        super().setUp()
+        # A leftover clean-up runs once per process and directory.
+        self.useFixture(fixtures.MockPatchObject(image_cache, '_PREPARED',
+                                                 set()))
+        self.cache = image_cache.ImageCache(
+            os.path.join(self.dest_dir, 'master'), 10 ** 10, 3600)
+        self.context = oslo_context.RequestContext(auth_token='cache-user')
+
+    def fetch(self, image_id, name):
+        return self.cache.fetch_image(
+            image_id, os.path.join(self.dest_dir, name), ctx=self.context,
+            force_raw=False)
+
+    def test_hit_asks_glance_as_the_caller(self):
+        image = self.make_image(DATA, disk_format='raw')
+        self.assertFalse(self.fetch(image['id'], 'one').hit)
+        self.glance.reset_log()
+        second = self.fetch(image['id'], 'two')
+        self.assertTrue(second.hit)
+        self.assertEqual(DATA, self.read(second.path))
+        # One GET of the image record, with the caller's token; no data.
+        self.assertEqual(
+            [('GET', '/v2/images/%s' % image['id'], 'cache-user')],
+            [(e['method'], e['path'], e['token'])
+             for e in self.glance.requests_log(count=1)])
+
+    def test_deleted_image_is_not_handed_out(self):
+        image = self.make_image(DATA, disk_format='raw')
+        first = self.fetch(image['id'], 'one')
+        self.glance.request('DELETE', '/v2/images/%s' % image['id'],
+                            expected=204)
+        self.assertRaises(exception.ImageNotFound, self.fetch, image['id'],
+                          'two')
+        self.assertFalse(os.path.exists(os.path.join(self.dest_dir, 'two')))
+        # The master itself is left to eviction.
+        self.assertTrue(os.path.exists(first.master))
+
+    def test_deactivated_image_is_not_handed_out(self):
+        image = self.make_image(DATA, disk_format='raw')
+        self.fetch(image['id'], 'one')
+        self.glance.request('POST', '/v2/images/%s/actions/deactivate'
+                            % image['id'], expected=204)
+        self.assertRaises(exception.ImageUnacceptable, self.fetch,
+                          image['id'], 'two')
+        self.assertFalse(os.path.exists(os.path.join(self.dest_dir, 'two')))
 
 
 class TestGlanceUnreachable(base.TestCase):

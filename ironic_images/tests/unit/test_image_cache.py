@@ -767,8 +767,11 @@ class ImageCacheTestCase(FakeCacheTestCase):
     def test_glance_images_are_never_revalidated(self):
         sha512 = 'sha512:' + hashlib.sha512(DATA).hexdigest()
         first = self.fetch('one', href=GLANCE_ID)
+        shows = self.service.shows
         self.assertTrue(self.fetch('two', href='glance://' + GLANCE_ID).hit)
         self.assertEqual([], self.service.revalidations)
+        # Only asked whether the caller may still have it.
+        self.assertEqual(shows + 1, self.service.shows)
         self.assertEqual('glance-' + GLANCE_ID,
                          os.path.basename(first.master))
         # Fetched again for a new checksum, it keeps what it was accepted
@@ -777,6 +780,23 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertTrue(self.fetch('four', href=GLANCE_ID,
                                    expected_checksum='sha256:' + SHA256).hit)
         self.assertEqual(2, len(self.fetches))
+
+    def test_glance_hit_refused_when_glance_refuses_the_caller(self):
+        first = self.fetch('one', href=GLANCE_ID)
+        for error in (exception.ImageNotFound(image_href=GLANCE_ID),
+                      exception.ImageNotAuthorized(image_href=GLANCE_ID),
+                      exception.ImageUnacceptable(image_href=GLANCE_ID,
+                                                  reason='deactivated')):
+            with mock.patch.object(self.service, 'show', autospec=True,
+                                   side_effect=error):
+                self.assertRaises(type(error), self.fetch, 'two',
+                                  href=GLANCE_ID)
+            self.assertFalse(os.path.exists(
+                os.path.join(self.other_dir, 'two')))
+        # The master stays for callers Glance still shows it to.
+        self.assertTrue(self.fetch('three', href=GLANCE_ID).hit)
+        self.assertTrue(os.path.exists(first.master))
+        self.assertEqual(1, len(self.fetches))
 
     def test_oci_master_is_keyed_by_layer_digest(self):
         self.service = FakeOciService()
