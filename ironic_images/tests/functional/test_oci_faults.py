@@ -140,7 +140,24 @@ class FakeRegistryTestCase(common.OciTestCase):
         return [r for r in self.fake.requests_for(path) if r.method == 'GET']
 
 
-class TestFakeRegistry(FakeRegistryTestCase):
+class RateLimitTests:
+    """429 then 200 for the manifest and for the blob."""
+
+    def test_429_then_200(self):
+        self.fake.script(self.manifest_path,
+                         [faults.error(429, retry_after=1)])
+        self.fake.script(self.blob_path, [faults.error(429, retry_after=0)])
+        waits = record_waits(self)
+        self.assertDownloads(self.href, self.data)
+        # The waits the registry asked for, in order, were the ones made.
+        self.assertEqual([1.0, 0.0], waits)
+        # Each GET that got a 429 was made again, and the second one was
+        # answered.
+        self.assertEqual(2, len(self.gets(self.manifest_path)))
+        self.assertEqual(2, len(self.gets(self.blob_path)))
+
+
+class TestFakeRegistry(FakeRegistryTestCase, RateLimitTests):
 
     def test_serves(self):
         self.assertDownloads(self.href, self.data)
@@ -151,16 +168,6 @@ class TestFakeRegistry(FakeRegistryTestCase):
                            oci_push.DOCKER_MANIFEST_LIST,
                            oci_push.DOCKER_MANIFEST):
             self.assertIn(media_type, accept)
-
-    def test_429_then_200(self):
-        self.fake.script(self.manifest_path,
-                         [faults.error(429, retry_after=1)])
-        self.fake.script(self.blob_path, [faults.error(429, retry_after=0)])
-        waits = record_waits(self)
-        self.assertDownloads(self.href, self.data)
-        self.assertEqual([1.0, 0.0], waits)
-        self.assertEqual(2, len(self.gets(self.manifest_path)))
-        self.assertEqual(2, len(self.gets(self.blob_path)))
 
     def test_5xx_then_200(self):
         self.fake.script(self.manifest_path, [faults.error(503)])
@@ -218,7 +225,7 @@ class TestFakeRegistry(FakeRegistryTestCase):
         self.assertIn('404', str(error))
 
 
-class TestRateLimitedRegistry(FakeRegistryTestCase):
+class TestRateLimitedRegistry(FakeRegistryTestCase, RateLimitTests):
     """The FaultServer as a rate-limiting proxy in front of the registry."""
 
     def setUp(self):
@@ -227,24 +234,12 @@ class TestRateLimitedRegistry(FakeRegistryTestCase):
         self.art = oci_push.push_artifact(origin, 'os/disk', 'v1',
                                           common.RAW, 'disk.raw')
         self.fake.forward_to(origin.url)
+        self.data = common.RAW
         self.manifest_path = '/v2/os/disk/manifests/%s' % (
             self.art.manifest_digest)
         self.blob_path = '/v2/os/disk/blobs/%s' % self.art.blob_digest
         self.href = 'oci://%s/os/disk@%s' % (self.host,
                                              self.art.manifest_digest)
-
-    def test_429_then_200(self):
-        self.fake.script(self.manifest_path,
-                         [faults.error(429, retry_after=1)])
-        self.fake.script(self.blob_path, [faults.error(429, retry_after=0)])
-        waits = record_waits(self)
-        self.assertDownloads(self.href, common.RAW)
-        # The waits the registry asked for, in order, were the ones made.
-        self.assertEqual([1.0, 0.0], waits)
-        # Each GET that got a 429 was made again, and the registry
-        # answered the second one.
-        self.assertEqual(2, len(self.gets(self.manifest_path)))
-        self.assertEqual(2, len(self.gets(self.blob_path)))
 
     def test_429_on_the_tag_then_200(self):
         tag_path = '/v2/os/disk/manifests/v1'
