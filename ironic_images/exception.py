@@ -21,7 +21,7 @@ credentials never reaches a log line through an exception.
 
 
 from ironic_images._i18n import _
-from ironic_images import masking
+from ironic_images.common import masking
 
 
 _HREF_KWARGS = ('image_href', 'redirect_url', 'checksum_url', 'url')

@@ -18,8 +18,8 @@ import os
 import sys
 
 from ironic_images.cmd import progress
+from ironic_images.common import fileutils
 from ironic_images.conf import CONF
-from ironic_images import fileutils
 from ironic_images import image_service
 
 

@@ -20,9 +20,10 @@ from ironic_images.cmd import commands
 from ironic_images.cmd import progress
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import image_checks
+from ironic_images.formats import gate
+from ironic_images.formats import inspection
+from ironic_images.formats import names as formats
 from ironic_images import image_utils
-from ironic_images import inspection
 
 
 def fetch():
@@ -49,36 +50,20 @@ def fetch():
 
 # The safety gate's stages, in the order check_image runs them, and the
 # check names (exception kwargs['check']) each stage may fail with.
-_STAGES = (
-    ('single_format', ('single_format',)),
-    ('vmdk', ('vmdk_allowed_types', 'vmdk_descriptor_file')),
-    ('safety', None),  # the format inspector's own checks: any other name
-    ('permitted_formats', ('permitted_formats',)),
-    ('format_match', ('format_match',)),
-)
-
-
-def _stage_of(check):
-    for stage, names in _STAGES:
-        if names is not None and check in names:
-            return stage
-    return 'safety'
-
-
 def _report(name, fetched, detected, expected_format):
     """Run the safety gate and say what each stage of it decided."""
     failed_stage = reason = None
     try:
-        fmt = inspection.check_image(detected, name, expected_format)
+        fmt = gate.check_image(detected, name, expected_format)
         verdict = 'accepted'
     except exception.ImageUnacceptable as error:
         fmt = detected.format
         check = error.kwargs.get('check')
-        failed_stage, reason = _stage_of(check), str(error)
+        failed_stage, reason = gate.stage_of(check), str(error)
         verdict = 'refused: %s check failed' % check
     checks = []
     reached = True
-    for stage, _names in _STAGES:
+    for stage, _names in gate.STAGES:
         if stage == 'vmdk' and detected.format != 'vmdk':
             continue
         if stage == 'format_match' and not expected_format:
@@ -140,9 +125,9 @@ def convert():
     if not os.path.isfile(args.source):
         raise commands.UsageError('%s is not a file' % args.source)
     detected = inspection.inspect_file(args.source, args.source)
-    src_format = inspection.check_image(detected, args.source, args.format)
+    src_format = gate.check_image(detected, args.source, args.format)
     image_utils.convert_image(args.source, args.dest, args.out_format,
-                              image_checks.qemu_name(src_format),
+                              formats.qemu_name(src_format),
                               out_subformat=args.subformat,
                               image_href=args.source)
     sys.stderr.write('Wrote %s (%s from %s)\n'

@@ -32,9 +32,9 @@ from oslo_log import log as logging
 from ironic_images.cmd import cache_commands
 from ironic_images.cmd import commands
 from ironic_images.cmd import image_commands
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import masking
 
 LOG = logging.getLogger(__name__)
 

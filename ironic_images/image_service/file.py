@@ -23,13 +23,13 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from ironic_images._i18n import _
-from ironic_images import checksum_utils
+from ironic_images.common import fileutils
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import file_writer
-from ironic_images import fileutils
 from ironic_images.image_service import base
-from ironic_images import transfer
+from ironic_images.image_service import checksum_files
+from ironic_images.transfer import file_writer
+from ironic_images.transfer import pipeline
 
 LOG = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class FileImageService(base.BaseImageService):
     is refused too.
     """
 
+    reports_progress = True
+
     def validate_href(self, image_href):
         """Validate a file:// href without opening the file.
 
@@ -197,10 +199,11 @@ class FileImageService(base.BaseImageService):
         :param checksum_algo: algorithm of a bare-hex ``checksum``.
         :param progress: ``progress(done, total)`` callback, or None; a
             link or a kernel copy reports once, when done.
+        :returns: the checksum verified, ``algo:hex``, or None.
         :raises: ImageRefValidationFailed, ImageChecksumError,
             ImageDownloadFailed
         """
-        expected = checksum_utils.resolve_checksum(checksum, checksum_algo,
+        expected = checksum_files.resolve_checksum(checksum, checksum_algo,
                                                    image_href)
         self._transfer_verified_checksum = None
         fd = self._open_checked(image_href)
@@ -225,6 +228,7 @@ class FileImageService(base.BaseImageService):
             os.close(fd)
         if expected is not None:
             self._transfer_verified_checksum = str(expected)
+        return self._transfer_verified_checksum
 
     def get(self, image_href):
         """Return the text of a small local file, such as a checksum file.
@@ -238,7 +242,7 @@ class FileImageService(base.BaseImageService):
         body = io.BytesIO()
         try:
             with open(fd, 'rb', buffering=0, closefd=False) as source:
-                transfer.stream(source, [file_writer.FileWriter(body)],
+                pipeline.stream(source, [file_writer.FileWriter(body)],
                                 image_href, max_size=MAX_TEXT_SIZE)
         finally:
             os.close(fd)
@@ -252,7 +256,7 @@ class FileImageService(base.BaseImageService):
             return False
         if expected is not None:
             hasher = expected.new_hasher()
-            transfer.stream(source, [hasher], image_href,
+            pipeline.stream(source, [hasher], image_href,
                             expected_size=os.fstat(fd).st_size)
             expected.verify(hasher.hexdigest(), image_href)
         # Link by path, then keep the link only if it is the very inode
@@ -278,7 +282,7 @@ class FileImageService(base.BaseImageService):
     def _copy_verified(self, source, image_file, expected, image_href):
         hasher = expected.new_hasher()
         source.seek(0)
-        transfer.stream(source, [hasher, file_writer.FileWriter(image_file)],
+        pipeline.stream(source, [hasher, file_writer.FileWriter(image_file)],
                         image_href, expected_size=os.fstat(
                             source.fileno()).st_size)
         expected.verify(hasher.hexdigest(), image_href)
@@ -310,7 +314,7 @@ def _copy_fast(fd, image_file, image_href):
     if offset < size:
         os.lseek(fd, offset, os.SEEK_SET)
         with open(fd, 'rb', buffering=0, closefd=False) as source:
-            transfer.stream(source, [file_writer.FileWriter(image_file)],
+            pipeline.stream(source, [file_writer.FileWriter(image_file)],
                             image_href, expected_size=size - offset)
 
 

@@ -19,14 +19,14 @@ from oslo_utils import units
 import requests
 
 from ironic_images._i18n import _
-from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import file_writer
-from ironic_images import http_client
 from ironic_images.image_service import base
-from ironic_images import resumable
-from ironic_images import transfer
+from ironic_images.image_service import checksum_files
+from ironic_images.transfer import file_writer
+from ironic_images.transfer import http_client
+from ironic_images.transfer import pipeline
+from ironic_images.transfer import resumable
 
 LOG = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class HttpImageService(base.BaseImageService):
     credentials go to the href's host only; TLS verification follows
     [DEFAULT]webserver_verify_ca on every request.
     """
+
+    reports_progress = True
 
     def __init__(self, client=None, context=None):
         super().__init__(client=client, context=context)
@@ -182,7 +184,22 @@ class HttpImageService(base.BaseImageService):
             'no_cache': 'no-store' in cache_control,
         }
 
-    def is_unchanged(self, image_href, etag=None, last_modified=None):
+    def cache_validators(self, properties):
+        """Revalidate a cached copy by its ETag and Last-Modified.
+
+        :param properties: what :meth:`show` returned.
+        :returns: ``etag`` and ``last_modified`` (``fingerprint`` None), or
+            None when the server gave neither.
+        """
+        extra = properties.get('properties') or {}
+        etag, last_modified = extra.get('etag'), extra.get('last_modified')
+        if not (etag or last_modified):
+            return None
+        return {'etag': etag, 'last_modified': last_modified,
+                'fingerprint': None}
+
+    def is_unchanged(self, image_href, etag=None, last_modified=None,
+                     fingerprint=None):
         """Tell whether an image is still the version a cache holds.
 
         Sends a conditional GET (``If-None-Match`` with ``etag``,
@@ -194,6 +211,7 @@ class HttpImageService(base.BaseImageService):
         :param image_href: the URL.
         :param etag: the ``ETag`` the cached copy was downloaded with.
         :param last_modified: its ``Last-Modified`` header value.
+        :param fingerprint: unused: HTTP has validators of its own.
         :returns: True on 304 Not Modified; False when the server sends
             the image (it changed, or it ignores the conditions) or when
             there is no validator to send.
@@ -240,15 +258,16 @@ class HttpImageService(base.BaseImageService):
             URL of a checksum file.
         :param checksum_algo: algorithm of a bare-hex ``checksum``.
         :param progress: ``progress(done, total)`` callback, or None.
+        :returns: the checksum verified, ``algo:hex``, or None.
         :raises: ImageRefValidationFailed for an error status;
             ImageChecksumError; ImageDownloadFailed for a transfer that
             cannot complete; TemporaryFailure, ImageHostRateLimitFailure.
         """
         _check_scheme(image_href)
-        expected = checksum_utils.resolve_checksum(checksum, checksum_algo,
+        expected = checksum_files.resolve_checksum(checksum, checksum_algo,
                                                    image_href)
         self._transfer_verified_checksum = None
-        hasher = transfer.Hasher(expected.algorithm) if expected else None
+        hasher = pipeline.Hasher(expected.algorithm) if expected else None
         response = self._open(image_href)
         source = resumable.ResumableResponse(
             response, lambda headers: self._reopen(image_href, headers),
@@ -256,13 +275,14 @@ class HttpImageService(base.BaseImageService):
         try:
             stages = [hasher] if hasher else []
             stages.append(file_writer.FileWriter(image_file))
-            transfer.stream(source, stages, image_href,
+            pipeline.stream(source, stages, image_href,
                             expected_size=source.total, progress=progress)
         finally:
             source.close()
         if expected:
             expected.verify(hasher.hexdigest(), image_href)
             self._transfer_verified_checksum = str(expected)
+        return self._transfer_verified_checksum
 
     def _reopen(self, image_href, headers):
         # One attempt: ResumableResponse counts and spaces the retries.
@@ -294,7 +314,7 @@ class HttpImageService(base.BaseImageService):
             response, lambda headers: service._reopen(image_href, headers),
             image_href)
         try:
-            transfer.stream(source, [_Collector(body)], image_href,
+            pipeline.stream(source, [_Collector(body)], image_href,
                             expected_size=source.total,
                             max_size=MAX_TEXT_SIZE)
         finally:

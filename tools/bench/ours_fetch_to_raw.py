@@ -35,10 +35,10 @@ def main(url, output, sha256, size):
     from ironic_images import conf
     conf.CONF([], project='ironic-images')
     from ironic_images import image_utils
-    from ironic_images import qemu_img
+    from ironic_images.qemu import convert as qemu_convert
 
     reads = common.ReadsBeforeConversion()
-    qemu_img.convert_image = reads.wrap(qemu_img.convert_image)
+    qemu_convert.convert_image = reads.wrap(qemu_convert.convert_image)
     with common.Measure() as measure:
         with reads:
             fetched = image_utils.fetch_to_raw(

@@ -29,9 +29,9 @@ import subprocess
 import fixtures
 from oslo_utils import units
 
-from ironic_images import image_fetch
-from ironic_images import qemu_convert
-from ironic_images import qemu_img
+from ironic_images.fetch import fetcher
+from ironic_images.qemu import convert as qemu_convert
+from ironic_images.qemu import process
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional.servers import base as servers_base
@@ -104,7 +104,7 @@ class Qcow2StreamTestCase(base.TestCase):
             qemu_convert, 'convert_image',
             wraps=qemu_convert.convert_image)).mock
         self.execute = self.useFixture(fixtures.MockPatchObject(
-            qemu_img, 'execute', wraps=qemu_img.execute)).mock
+            process, 'execute', wraps=process.execute)).mock
 
     # --- images ------------------------------------------------------------
 
@@ -282,4 +282,4 @@ class Qcow2StreamTestCase(base.TestCase):
     def fetch_to_raw(self, href, name):
         self.convert.reset_mock()
         self.execute.reset_mock()
-        return image_fetch.fetch_to_raw(None, href, self.dest(name))
+        return fetcher.fetch_to_raw(None, href, self.dest(name))

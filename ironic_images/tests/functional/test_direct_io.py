@@ -21,13 +21,13 @@ import os
 
 import fixtures
 
-from ironic_images import file_writer
 from ironic_images.image_service import http
 from ironic_images.image_service import oci
 from ironic_images.tests import base
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional import test_http_service
 from ironic_images.tests.functional import test_oci_basic
+from ironic_images.transfer import file_writer
 
 
 class WriterSpy(fixtures.Fixture):

@@ -32,9 +32,8 @@ from oslo_utils import units
 import zstandard
 
 from ironic_images import api
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
-from ironic_images import http_client
 from ironic_images import image_utils
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
@@ -42,6 +41,7 @@ from ironic_images.tests.functional.servers import glance
 from ironic_images.tests.functional.servers import nginx
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional.servers import registry
+from ironic_images.transfer import http_client
 
 SIZE = 8 * units.Mi
 

@@ -28,8 +28,8 @@ from unittest import mock
 
 import fixtures
 
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
 from ironic_images import image_service
 from ironic_images.image_service import file as file_service
 from ironic_images.tests import base

@@ -26,6 +26,7 @@ import uuid
 import fixtures
 from oslo_context import context as oslo_context
 
+from ironic_images.cache import cache
 from ironic_images import exception
 from ironic_images import image_cache
 from ironic_images import image_service
@@ -436,8 +437,7 @@ class TestGlanceCache(GlanceTestCase):
     def setUp(self):
         super().setUp()
         # A leftover clean-up runs once per process and directory.
-        self.useFixture(fixtures.MockPatchObject(image_cache, '_PREPARED',
-                                                 set()))
+        self.useFixture(fixtures.MockPatchObject(cache, '_PREPARED', set()))
         self.cache = image_cache.ImageCache(
             os.path.join(self.dest_dir, 'master'), 10 ** 10, 3600)
         self.context = oslo_context.RequestContext(auth_token='cache-user')
@@ -489,7 +489,7 @@ class TestGlanceUnreachable(base.TestCase):
         self.config(auth_type='none', num_retries=1, group='glance',
                     endpoint_override='http://127.0.0.1:%d' % port)
         sleeps = self.useFixture(fixtures.MockPatch(
-            'ironic_images.glance_client._sleep')).mock
+            'ironic_images.image_service.glance.client._sleep')).mock
         service = image_service.get_image_service(MISSING_ID)
         error = self.assertRaises(exception.TemporaryFailure, service.show,
                                   MISSING_ID)

@@ -65,7 +65,7 @@ class TestGlanceFaults(base.TestCase):
                     num_retries=2, group='glance')
         self.config(chunk_size=64 * 1024, group='download')
         self.sleeps = self.useFixture(fixtures.MockPatch(
-            'ironic_images.glance_client._sleep')).mock
+            'ironic_images.image_service.glance.client._sleep')).mock
 
     def publish(self, data=DATA, stored=None, **extra):
         """Serve an image's JSON and its data (``stored``, if given)."""

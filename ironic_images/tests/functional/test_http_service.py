@@ -26,13 +26,13 @@ import time
 import fixtures
 from oslo_utils import units
 
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
-from ironic_images import http_client
 from ironic_images.image_service import http
 from ironic_images.tests import base
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import nginx
+from ironic_images.transfer import http_client
 
 # Not a multiple of any chunk size.
 IMAGE = os.urandom(3 * units.Mi + 12345)

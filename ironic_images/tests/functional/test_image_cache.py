@@ -29,9 +29,10 @@ import time
 import fixtures
 from oslo_utils import units
 
-from ironic_images import cache_locks
+from ironic_images.cache import cache
+from ironic_images.cache import locks as cache_locks
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
 from ironic_images import image_cache
 from ironic_images.image_service import http
 from ironic_images.tests import base
@@ -78,8 +79,7 @@ class CacheTestCase(base.TestCase):
         self.useFixture(fixtures.Timeout(120, gentle=True))
         # A leftover clean-up runs once per process and directory: each
         # test starts as a new process would.
-        self.useFixture(fixtures.MockPatchObject(image_cache, '_PREPARED',
-                                                 set()))
+        self.useFixture(fixtures.MockPatchObject(cache, '_PREPARED', set()))
         tmp = self.useFixture(fixtures.TempDir()).path
         self.root = os.path.join(tmp, 'root')
         self.master_dir = os.path.join(tmp, 'master')

@@ -30,7 +30,9 @@ from oslo_concurrency import processutils
 from oslo_utils import units
 
 from ironic_images import exception
-from ironic_images import inspection
+from ironic_images.formats import gate
+from ironic_images.formats import inspection
+from ironic_images.qemu import info as qemu_info
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional.servers import base as servers_base
@@ -97,7 +99,7 @@ class InspectionTestCase(base.TestCase):
     def verdict(self, path, expected_format=None):
         detected = inspection.inspect_file(path, HREF)
         try:
-            return inspection.check_image(detected, HREF, expected_format)
+            return gate.check_image(detected, HREF, expected_format)
         except exception.ImageUnacceptable as e:
             self.assertNotIn('secret', str(e))
             self.assertIn('%s check failed' % e.kwargs['check'], str(e))
@@ -125,12 +127,12 @@ class MatrixTest(InspectionTestCase):
         self.assertEqual(verdict, self.verdict(path))
         execute, popen = self.watch_processes()
         if isinstance(verdict, tuple):
-            e = self.assertRaises(verdict[0], inspection.check_image_format,
+            e = self.assertRaises(verdict[0], qemu_info.check_image_format,
                                   path, None, HREF)
             self.assertEqual(verdict[1], e.kwargs['check'])
             self.assertEqual([], _qemu_ran(execute, popen))
         else:
-            info = inspection.check_image_format(path, None, HREF)
+            info = qemu_info.check_image_format(path, None, HREF)
             self.assertEqual(QEMU_NAMES.get(verdict, verdict),
                              info.file_format)
             self.assertNotEqual([], _qemu_ran(execute, popen))
@@ -174,7 +176,7 @@ class DetectionTest(InspectionTestCase):
                      'iso'):
             path = self.make(kind, size=8 * MiB)
             detected = inspection.inspect_file(path)
-            info = inspection.check_image_format(path)
+            info = qemu_info.check_image_format(path)
             self.assertEqual(info.virtual_size, detected.virtual_size, kind)
 
     def test_same_verdict_whatever_the_chunks(self):
@@ -266,7 +268,7 @@ class HostileInputTest(InspectionTestCase):
         self.assertEqual('vmdk', detected.format)
         self.assertLess(len(detected.inspector.desc_text), MiB)
         self.permit_all()
-        e = self.assertRaises(REFUSED, inspection.check_image, detected,
+        e = self.assertRaises(REFUSED, gate.check_image, detected,
                               HREF)
         self.assertEqual('vmdk_descriptor_file', e.kwargs['check'])
 

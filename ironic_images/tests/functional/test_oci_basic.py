@@ -25,15 +25,15 @@ import os
 import fixtures
 from oslo_utils import units
 
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
-from ironic_images import http_client
 from ironic_images import image_service
 from ironic_images.image_service import oci
-from ironic_images import oci_registry
+from ironic_images.image_service.oci import client as oci_client
 from ironic_images.tests import base
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional.servers import registry
+from ironic_images.transfer import http_client
 
 REPO = 'os/disk'
 # Not a multiple of the 64 KiB chunks the tests use: several chunks.
@@ -227,7 +227,7 @@ class TestMultiArchIndex(OciTestCase):
     def test_several_tags(self):
         oci_push.push_manifest(self.server.url, REPO, 'stable',
                                self.pushed.index_bytes, oci_push.INDEX)
-        client = oci_registry.OciClient()
+        client = oci_client.OciClient()
         self.assertEqual(['latest', 'stable', 'v1'],
                          sorted(client.get_tags(self.href)))
         results = [self.service.identify_specific_image(
@@ -323,7 +323,7 @@ class TestSingleManifest(OciTestCase):
             self.assertIsNone(info['image_compression_type'])
         self.assertEqual(len(QCOW2), self.service.show(digest_href)['size'])
         self.assertDownloads(digest_href, QCOW2)
-        client = oci_registry.OciClient()
+        client = oci_client.OciClient()
         with open(os.path.join(self.tmp, 'direct'), 'wb') as f:
             self.assertEqual(art.blob_digest,
                              client.download_blob_from_manifest(

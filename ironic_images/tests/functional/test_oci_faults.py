@@ -24,12 +24,12 @@ import json
 import fixtures
 
 from ironic_images import exception
-from ironic_images import http_client
 from ironic_images.image_service import oci
 from ironic_images.tests.functional.servers import base as servers_base
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional import test_oci_basic as common
+from ironic_images.transfer import http_client
 
 USER = 'puller'
 PASSWORD = 'cdn-s3cret'

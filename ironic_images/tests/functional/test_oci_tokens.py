@@ -22,7 +22,7 @@ import types
 from ironic_images import exception
 from ironic_images import image_service
 from ironic_images.image_service import oci
-from ironic_images import oci_registry
+from ironic_images.image_service.oci import client as oci_client
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional.servers import token_server
 from ironic_images.tests.functional import test_oci_basic as common
@@ -178,7 +178,7 @@ class TestAuthenticatedTokens(TokenTestCase):
                                           for r in self.tokens.requests])
 
     def test_client_level_api(self):
-        client = oci_registry.OciClient()
+        client = oci_client.OciClient()
         client.authenticate(self.href, USER, PASSWORD)
         index = client.get_artifact_index(self.href)
         self.assertEqual(self.pushed.index, index)

@@ -33,9 +33,9 @@ from oslo_utils import units
 import zstandard
 
 from ironic_images import exception
-from ironic_images import image_fetch
-from ironic_images import image_sink
-from ironic_images import qcow2_stream
+from ironic_images.fetch import volume
+from ironic_images.sink import image_sink
+from ironic_images.sink import qcow2_stream
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional import qcow2_variants as variants
 from ironic_images.tests.functional.servers import faults
@@ -164,7 +164,7 @@ class TestStreamedVariants(variants.Qcow2StreamTestCase):
         expected = self.reference(path)
         self.convert.reset_mock()
         self.execute.reset_mock()
-        fetched = image_fetch.fetch_to_volume_format(
+        fetched = volume.fetch_to_volume_format(
             None, self.server.url_for(os.path.basename(path)),
             self.dest('volume'), 'raw')
         self.assertStreamed()

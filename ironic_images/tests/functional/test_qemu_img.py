@@ -28,8 +28,9 @@ import fixtures
 from oslo_concurrency import processutils
 
 from ironic_images import exception
-from ironic_images import qemu_convert
-from ironic_images import qemu_img
+from ironic_images.qemu import convert as qemu_convert
+from ironic_images.qemu import info as qemu_info
+from ironic_images.qemu import process
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional.servers import base as servers_base
@@ -68,13 +69,13 @@ OUTPUTS = {
 # in the destination's directory, as JSON.
 _CHILD = '''
 import json, os, resource, sys
-from ironic_images import exception, qemu_img
+from ironic_images import exception, image_utils
 source, dest, fsize = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if fsize:
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 result = {'error': None}
 try:
-    qemu_img.convert_image(source, dest, 'raw', 'qcow2')
+    image_utils.convert_image(source, dest, 'raw', 'qcow2')
 except exception.IronicImagesException as e:
     result = {'error': type(e).__name__, 'message': str(e)}
 result['listing'] = sorted(os.listdir(os.path.dirname(dest)))
@@ -121,8 +122,8 @@ def _conversion_test(kind, src_format, out_format, out_subformat, qemu_fmt):
         source = self.make(kind)
         reference = images.make_raw(self.work, SIZE)
         dest = os.path.join(self.out_dir, 'out.img')
-        qemu_img.convert_image(source, dest, out_format, src_format,
-                               out_subformat=out_subformat)
+        qemu_convert.convert_image(source, dest, out_format, src_format,
+                                   out_subformat=out_subformat)
         self.assertNothingIn(self.out_dir, ['out.img'])
         self.assertSameData(reference, dest, qemu_fmt)
         info = self.info(dest, qemu_fmt)
@@ -152,7 +153,7 @@ class ConvertTestCase(QemuImgTestCase):
         size = 256 * MiB
         source = self.make('qcow2', size)
         dest = os.path.join(self.out_dir, 'disk.raw')
-        qemu_img.convert_image(source, dest, 'raw', 'qcow2')
+        qemu_convert.convert_image(source, dest, 'raw', 'qcow2')
         st = os.stat(dest)
         self.assertEqual(size, st.st_size)
         # The pattern is 256 KiB of data; allow file-system slack.
@@ -163,10 +164,10 @@ class ConvertTestCase(QemuImgTestCase):
         # The inspector's name for a partitioned raw disk is accepted.
         source = self.make('gpt')
         dest = os.path.join(self.out_dir, 'disk.qcow2')
-        qemu_img.convert_image(source, dest, 'qcow2', 'gpt')
+        qemu_convert.convert_image(source, dest, 'qcow2', 'gpt')
         self.assertSameData(source, dest, 'qcow2')
         raw = os.path.join(self.out_dir, 'disk.raw')
-        qemu_img.convert_image(dest, raw, 'raw', 'qcow2')
+        qemu_convert.convert_image(dest, raw, 'raw', 'qcow2')
         self.assertSameData(source, raw, 'raw')
 
     def test_without_direct_io(self):
@@ -175,7 +176,7 @@ class ConvertTestCase(QemuImgTestCase):
         self.useFixture(fixtures.MockPatchObject(
             qemu_convert, '_supports_direct_io', autospec=True,
             return_value=False))
-        qemu_img.convert_image(source, dest, 'raw', 'qcow2')
+        qemu_convert.convert_image(source, dest, 'raw', 'qcow2')
         self.assertSameData(images.make_raw(self.work, SIZE), dest, 'raw')
 
     def test_direct_io_probe(self):
@@ -186,7 +187,7 @@ class ConvertTestCase(QemuImgTestCase):
         dest = os.path.join(self.out_dir, 'disk.raw')
         with open(dest, 'wb') as f:
             f.write(b'old' * 1000)
-        qemu_img.convert_image(self.make('qcow2'), dest, 'raw', 'qcow2')
+        qemu_convert.convert_image(self.make('qcow2'), dest, 'raw', 'qcow2')
         self.assertSameData(images.make_raw(self.work, SIZE), dest, 'raw')
         self.assertNothingIn(self.out_dir, ['disk.raw'])
 
@@ -194,7 +195,7 @@ class ConvertTestCase(QemuImgTestCase):
         source = self.make('garbage', MiB)
         dest = os.path.join(self.out_dir, 'disk.raw')
         e = self.assertRaises(exception.ImageUnacceptable,
-                              qemu_img.convert_image, source, dest, 'raw',
+                              qemu_convert.convert_image, source, dest, 'raw',
                               'qcow2', image_href='http://host/garbage')
         self.assertIn('http://host/garbage', str(e))
         self.assertIn('qcow2', str(e))
@@ -212,10 +213,12 @@ class ConvertTestCase(QemuImgTestCase):
                           ('vmdk-monolithic-flat', 'vmdk')):
             source = self.make(kind)
             dest = os.path.join(self.out_dir, 'disk.raw')
-            self.assertRaises(exception.InvalidImage, qemu_img.convert_image,
-                              source, dest, 'raw', fmt)
-            self.assertRaises(exception.InvalidImage, qemu_img.resize_image,
-                              source, 2 * SIZE, fmt)
+            self.assertRaises(exception.InvalidImage,
+                              qemu_convert.convert_image, source, dest,
+                              'raw', fmt)
+            self.assertRaises(exception.InvalidImage,
+                              qemu_convert.resize_image, source, 2 * SIZE,
+                              fmt)
             self.assertNothingIn(self.out_dir)
         execute.assert_not_called()
 
@@ -227,7 +230,7 @@ class ConvertTestCase(QemuImgTestCase):
         with open(dest, 'wb') as f:
             f.write(b'old')
         e = self.assertRaises(exception.ImageConvertFailed,
-                              qemu_img.convert_image, source, dest, 'raw',
+                              qemu_convert.convert_image, source, dest, 'raw',
                               'qcow2', source_info=object())
         self.assertIn('qemu-img convert failed', str(e))
         self.assertNothingIn(self.out_dir, ['disk.raw'])
@@ -242,7 +245,7 @@ class ConvertTestCase(QemuImgTestCase):
         images.qemu_img('convert', '-f', 'raw', '-O', 'qcow2', inner, outer)
         dest = os.path.join(self.out_dir, 'disk.raw')
         e = self.assertRaises(exception.ImageConvertFailed,
-                              qemu_img.convert_image, outer, dest, 'raw',
+                              qemu_convert.convert_image, outer, dest, 'raw',
                               'qcow2')
         self.assertIn('qcow2', str(e))
         self.assertNothingIn(self.out_dir)
@@ -259,7 +262,7 @@ class ConvertTestCase(QemuImgTestCase):
         source = self.make('qcow2')
         dest = os.path.join(self.out_dir, 'disk.raw')
         e = self.assertRaises(exception.ImageConvertFailed,
-                              qemu_img.convert_image, source, dest, 'raw',
+                              qemu_convert.convert_image, source, dest, 'raw',
                               'qcow2')
         self.assertIn('Cannot allocate memory', str(e))
         converts = [c for c in execute.call_args_list if c[0][1] == 'convert']
@@ -319,11 +322,11 @@ class InfoTestCase(QemuImgTestCase):
                           ('vmdk-monolithic-sparse', 'vmdk'),
                           ('vmdk-stream-optimized', 'vmdk'),
                           ('vhdx', 'vhdx'), ('vpc', 'vhd')):
-            info = qemu_img.qemu_img_info(self.make(kind), fmt)
+            info = qemu_info.qemu_img_info(self.make(kind), fmt)
             self.assertGreaterEqual(info.virtual_size, SIZE, kind)
 
     def assertRefused(self, kind, fmt, check):
-        e = self.assertRaises(exception.InvalidImage, qemu_img.qemu_img_info,
+        e = self.assertRaises(exception.InvalidImage, qemu_info.qemu_img_info,
                               self.make(kind), fmt,
                               image_href='https://u:Secr3t@host/%s' % kind)
         self.assertIn('%s check failed' % check, str(e))
@@ -331,20 +334,20 @@ class InfoTestCase(QemuImgTestCase):
         self.assertNotIn('Secr3t', str(e))
 
     def test_backing_file_refused(self):
-        self.assertRefused('qcow2-backing-file', 'qcow2', 'backing file')
+        self.assertRefused('qcow2-backing-file', 'qcow2', 'backing_file')
 
     def test_data_file_refused(self):
-        self.assertRefused('qcow2-data-file', 'qcow2', 'data file')
+        self.assertRefused('qcow2-data-file', 'qcow2', 'data_file')
 
     def test_vmdk_monolithic_flat_refused(self):
-        self.assertRefused('vmdk-monolithic-flat', 'vmdk', 'vmdk create type')
+        self.assertRefused('vmdk-monolithic-flat', 'vmdk', 'vmdk_allowed_types')
 
     def test_vmdk_host_file_refused(self):
-        self.assertRefused('vmdk-flat-host-file', 'vmdk', 'vmdk create type')
+        self.assertRefused('vmdk-flat-host-file', 'vmdk', 'vmdk_allowed_types')
 
     def test_wrong_format_refused(self):
         e = self.assertRaises(exception.ImageUnacceptable,
-                              qemu_img.qemu_img_info, self.make('raw'),
+                              qemu_info.qemu_img_info, self.make('raw'),
                               'qcow2')
         self.assertIn('Image is not in qcow2 format', str(e))
 
@@ -353,7 +356,7 @@ class InfoTestCase(QemuImgTestCase):
         # on the process itself: qemu-img reads /proc/self/limits for us.
         self.config(cpu_time_limit_s=17, memory_limit_mb=333,
                     group='image_convert')
-        limits = qemu_img._limits()
+        limits = process._limits()
         out = subprocess.run(
             [sys.executable, '-m', 'oslo_concurrency.prlimit',
              *limits.prlimit_args(), '--', 'cat', '/proc/self/limits'],
@@ -372,7 +375,7 @@ class DieWithParentTestCase(base.TestCase):
                 'ctypes.CDLL(None).prctl(2, ctypes.byref(value))\n'
                 'print(value.value)\n')
         out = subprocess.run([sys.executable, '-c', code],
-                             preexec_fn=qemu_img._die_with_parent,
+                             preexec_fn=process._die_with_parent,
                              capture_output=True, text=True, check=True,
                              stdin=subprocess.DEVNULL).stdout
         self.assertEqual(str(int(signal.SIGKILL)), out.strip())
@@ -383,20 +386,20 @@ class ResizeTestCase(QemuImgTestCase):
     def test_grow(self):
         for kind, fmt in (('qcow2', 'qcow2'), ('raw', 'raw')):
             path = self.make(kind)
-            qemu_img.resize_image(path, 2 * SIZE, fmt)
+            qemu_convert.resize_image(path, 2 * SIZE, fmt)
             self.assertEqual(2 * SIZE, self.info(path, fmt)['virtual-size'])
 
     def test_shrink_refused(self):
         path = self.make('qcow2')
         e = self.assertRaises(exception.ImageConvertFailed,
-                              qemu_img.resize_image, path, SIZE // 2,
+                              qemu_convert.resize_image, path, SIZE // 2,
                               'qcow2')
         self.assertIn('shrink', str(e))
         self.assertEqual(SIZE, self.info(path, 'qcow2')['virtual-size'])
 
     def test_hostile_not_resized(self):
         path = self.make('qcow2-backing-file')
-        self.assertRaises(exception.InvalidImage, qemu_img.resize_image,
+        self.assertRaises(exception.InvalidImage, qemu_convert.resize_image,
                           path, 2 * SIZE, 'qcow2')
         self.assertEqual(SIZE, self.info(path, 'qcow2')['virtual-size'])
 
@@ -404,10 +407,10 @@ class ResizeTestCase(QemuImgTestCase):
 class VersionTestCase(QemuImgTestCase):
 
     def test_version(self):
-        qemu_img._qemu_img_version = None
-        self.addCleanup(setattr, qemu_img, '_qemu_img_version', None)
-        version = qemu_img.get_qemu_img_version()
+        process._qemu_img_version = None
+        self.addCleanup(setattr, process, '_qemu_img_version', None)
+        version = process.get_qemu_img_version()
         self.assertGreaterEqual(version, [2, 10])
-        qemu_img.check_qemu_img_version('2.10')
+        process.check_qemu_img_version('2.10')
         self.assertRaises(exception.OperationNotSupported,
-                          qemu_img.check_qemu_img_version, '999.0')
+                          process.check_qemu_img_version, '999.0')

@@ -38,10 +38,10 @@ import hypothesis
 from oslo_utils import units
 import testtools.content
 
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
-from ironic_images import http_client
 from ironic_images.tests import base
+from ironic_images.transfer import http_client
 
 SEED_VARIABLE = 'IRONIC_IMAGES_SEED'
 #: The seed used when ``CI`` is set and no seed is given.

@@ -31,7 +31,7 @@ import time
 
 from oslo_utils import units
 
-from ironic_images import fileutils
+from ironic_images.common import fileutils
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional.servers import base as servers_base
 from ironic_images.tests.functional.servers import nginx

@@ -33,10 +33,10 @@ import uuid
 
 from oslo_utils import units
 
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
+from ironic_images.fetch import fetcher
 from ironic_images import image_cache
-from ironic_images import image_fetch
 from ironic_images import image_service
 from ironic_images.image_service import http
 from ironic_images.image_service import oci
@@ -246,7 +246,7 @@ class TestFetchAndCacheUnderFaults(FaultInjectionTestCase):
             self.server.script('/disk.img', script, method='GET')
             if number < self.HALF:
                 self.attempt(number, names + ['fetch'],
-                             lambda dest: image_fetch.fetch(
+                             lambda dest: fetcher.fetch(
                                  None, url, dest, checksum=sha),
                              [self.v1], to_path=True)
                 continue

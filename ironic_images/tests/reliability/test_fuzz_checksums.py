@@ -23,11 +23,12 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironic_images import checksum_utils
 from ironic_images import exception
+from ironic_images.image_service import checksum_files
 from ironic_images.tests.reliability import base
+from ironic_images.transfer import checksums
 
-ALGORITHMS = list(checksum_utils.SUPPORTED_ALGORITHMS) + [
+ALGORITHMS = list(checksums.SUPPORTED_ALGORITHMS) + [
     'sha2-256', 'SHA256', 'blake2b', 'crc32', '', 'md5 ', 'sha3_256']
 HREF = 'http://127.0.0.1:9/images/disk.img'
 
@@ -62,8 +63,8 @@ checksum_file = st.lists(
 class TestChecksumFuzz(base.ReliabilityTestCase):
 
     def assertValid(self, result):
-        self.assertIsInstance(result, checksum_utils.Checksum)
-        self.assertIn(result.algorithm, checksum_utils.SUPPORTED_ALGORITHMS)
+        self.assertIsInstance(result, checksums.Checksum)
+        self.assertIn(result.algorithm, checksums.SUPPORTED_ALGORITHMS)
         self.assertEqual(hashlib.new(result.algorithm).digest_size * 2,
                          len(result.value))
         self.assertTrue(set(result.value) <= set('0123456789abcdef'),
@@ -81,27 +82,27 @@ class TestChecksumFuzz(base.ReliabilityTestCase):
     @given(checksum_value, st.none() | algorithm, st.booleans())
     def test_parse_checksum(self, value, algo, allow_md5):
         self.config(allow_md5_checksum=allow_md5)
-        result = self.check(checksum_utils.parse_checksum, value, algo,
+        result = self.check(checksums.parse_checksum, value, algo,
                             HREF)
         if result is not None and not allow_md5:
             self.assertNotEqual('md5', result.algorithm)
 
     @given(checksum_value, st.none() | algorithm)
     def test_resolve_checksum_without_urls(self, value, algo):
-        if checksum_utils.is_checksum_url(value):
+        if checksums.is_checksum_url(value):
             return
         if not value:
-            self.assertIsNone(checksum_utils.resolve_checksum(value, algo,
+            self.assertIsNone(checksum_files.resolve_checksum(value, algo,
                                                               HREF))
             return
-        self.check(checksum_utils.resolve_checksum, value, algo, HREF)
+        self.check(checksum_files.resolve_checksum, value, algo, HREF)
 
     @given(checksum_file, st.none() | algorithm,
            st.sampled_from([HREF, 'file:///x/disk.img',
                             'http://h/a%20b/disk.img?x=1#f', 'oci://h/r']))
     def test_parse_checksum_file(self, text, algo, href):
         self.config(allow_md5_checksum=True)
-        self.check(checksum_utils.parse_checksum_file, text, href, algo)
+        self.check(checksums.parse_checksum_file, text, href, algo)
 
     @given(st.lists(st.builds(checksum_line, st.sampled_from(
         ['SHA256', 'SHA512', 'MD5', 'sha256']), hex_text, file_name,
@@ -113,5 +114,5 @@ class TestChecksumFuzz(base.ReliabilityTestCase):
         digest = hashlib.sha256(data).hexdigest()
         lines = [line for line in lines if 'disk.img' not in line]
         lines.insert(min(position, len(lines)), '%s  disk.img' % digest)
-        result = checksum_utils.parse_checksum_file('\n'.join(lines), HREF)
+        result = checksums.parse_checksum_file('\n'.join(lines), HREF)
         self.assertEqual(('sha256', digest), tuple(result))

@@ -27,12 +27,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ironic_images import exception
-from ironic_images import file_writer
-from ironic_images import http_client
-from ironic_images import oci_auth
-from ironic_images import resumable
+from ironic_images.image_service.oci import auth as oci_auth
 from ironic_images.tests.reliability import base
-from ironic_images import transfer
+from ironic_images.transfer import file_writer
+from ironic_images.transfer import http_client
+from ironic_images.transfer import pipeline
+from ironic_images.transfer import resumable
 
 HREF = 'http://127.0.0.1:9/disk.img'
 # Header values a server can send: no CR or LF.
@@ -207,11 +207,11 @@ class TestResumeWithFuzzedAnswers(base.ReliabilityTestCase):
             return answer
 
         sink = io.BytesIO()
-        hasher = transfer.Hasher('sha256')
+        hasher = pipeline.Hasher('sha256')
         source = resumable.ResumableResponse(first, reopen, HREF, retries=3)
         try:
             with base.bounded():
-                transfer.stream(source, [hasher, file_writer.FileWriter(sink)],
+                pipeline.stream(source, [hasher, file_writer.FileWriter(sink)],
                                 HREF, expected_size=source.total,
                                 chunk_size=4096)
         except exception.IronicImagesException:

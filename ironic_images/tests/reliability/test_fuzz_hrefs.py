@@ -29,11 +29,11 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from ironic_images.common import masking
 from ironic_images import exception
 from ironic_images import image_service
 from ironic_images.image_service import file as file_service
-from ironic_images import masking
-from ironic_images import oci_reference
+from ironic_images.image_service.oci import reference as oci_reference
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.reliability import base
 

@@ -38,8 +38,9 @@ from hypothesis import strategies as st
 from oslo_utils import units
 
 from ironic_images import exception
-from ironic_images import image_fetch
-from ironic_images import inspection
+from ironic_images.fetch import fetcher
+from ironic_images.formats import gate
+from ironic_images.formats import inspection
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional.servers import base as servers_base
 from ironic_images.tests.reliability import base
@@ -109,7 +110,7 @@ class TestInspectionFuzz(base.ReliabilityTestCase):
 
     def verdict(self, detected):
         try:
-            return inspection.check_image(detected, HREF)
+            return gate.check_image(detected, HREF)
         except (exception.InvalidImage, exception.ImageUnacceptable) as e:
             return type(e).__name__
 
@@ -196,7 +197,7 @@ class TestHostileImagesThroughFetch(base.ReliabilityTestCase):
             try:
                 with base.bounded(what='fetch of %s' % kind):
                     self.assertRaises(exception.InvalidImage,
-                                      image_fetch.fetch, None,
+                                      fetcher.fetch, None,
                                       'file://' + path, dest)
                 peak = tracemalloc.get_traced_memory()[1]
             finally:

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from ironic_images import exception
 from ironic_images.image_service import oci
-from ironic_images import oci_registry
+from ironic_images.image_service.oci import client as oci_client
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.reliability import base
@@ -43,9 +43,9 @@ BLOB_DIGEST = oci_push.sha256_digest(BLOB)
 CHILD = oci_push.encode_manifest(oci_push.artifact_manifest(
     BLOB_DIGEST, len(BLOB), 'disk.qcow2'))
 CHILD_DIGEST = oci_push.sha256_digest(CHILD)
-MEDIA_TYPES = [oci_registry.INDEX_TYPE, oci_registry.MANIFEST_TYPE,
-               oci_registry.DOCKER_LIST_TYPE,
-               oci_registry.DOCKER_MANIFEST_TYPE, 'application/json', '',
+MEDIA_TYPES = [oci_client.INDEX_TYPE, oci_client.MANIFEST_TYPE,
+               oci_client.DOCKER_LIST_TYPE,
+               oci_client.DOCKER_MANIFEST_TYPE, 'application/json', '',
                'text/html']
 
 json_scalar = st.one_of(st.none(), st.booleans(),

@@ -48,8 +48,9 @@ from hypothesis import strategies as st
 from oslo_utils import units
 
 from ironic_images import exception
-from ironic_images import image_sink
-from ironic_images import inspection
+from ironic_images.formats import gate
+from ironic_images.formats import inspection
+from ironic_images.sink import image_sink
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional import qcow2_variants as streams
 from ironic_images.tests.functional.servers import base as servers_base
@@ -363,7 +364,7 @@ class TestQcow2StreamDifferential(base.ReliabilityTestCase):
         """qemu-img's raw disk of ``path``, or None when it refuses."""
         try:
             detected = inspection.inspect_file(path, HREF)
-            if inspection.check_image(detected, HREF) != 'qcow2':
+            if gate.check_image(detected, HREF) != 'qcow2':
                 return None
         except exception.IronicImagesException:
             # The gate refuses: qemu-img must not open it (a backing

@@ -25,18 +25,19 @@ import fixtures
 import requests
 import requests_mock
 
-from ironic_images import checksum_utils
+from ironic_images.common import masking
 from ironic_images import exception
-from ironic_images import http_client
+from ironic_images.image_service import checksum_files
 from ironic_images.image_service import file as file_service
 from ironic_images.image_service import http
 from ironic_images.image_service import oci as oci_service
-from ironic_images import masking
-from ironic_images import oci_reference
-from ironic_images import oci_registry
+from ironic_images.image_service.oci import client as oci_client
+from ironic_images.image_service.oci import reference as oci_reference
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.reliability import base
-from ironic_images import transfer
+from ironic_images.transfer import checksums
+from ironic_images.transfer import http_client
+from ironic_images.transfer import pipeline
 
 
 class TestRetryAfterNaN(base.ReliabilityTestCase):
@@ -82,7 +83,7 @@ class TestBaseExceptionsPassThrough(base.ReliabilityTestCase):
             def readinto(self, buffer):
                 raise _Interrupt()
 
-        self.assertRaises(_Interrupt, transfer.stream, Source(), [],
+        self.assertRaises(_Interrupt, pipeline.stream, Source(), [],
                           'http://127.0.0.1:9/x')
 
     def test_from_a_stage(self):
@@ -90,8 +91,8 @@ class TestBaseExceptionsPassThrough(base.ReliabilityTestCase):
             def update(self, data):
                 raise _Interrupt()
 
-        self.assertRaises(_Interrupt, transfer.stream,
-                          transfer.IterableSource([b'x' * 10]), [Stage()],
+        self.assertRaises(_Interrupt, pipeline.stream,
+                          pipeline.IterableSource([b'x' * 10]), [Stage()],
                           'http://127.0.0.1:9/x')
 
     def test_errors_are_still_ours(self):
@@ -99,7 +100,7 @@ class TestBaseExceptionsPassThrough(base.ReliabilityTestCase):
             def readinto(self, buffer):
                 raise KeyError('x')
 
-        self.assertRaises(exception.ImageDownloadFailed, transfer.stream,
+        self.assertRaises(exception.ImageDownloadFailed, pipeline.stream,
                           Source(), [], 'http://127.0.0.1:9/x')
 
 
@@ -145,15 +146,15 @@ class TestMalformedHrefs(base.ReliabilityTestCase):
                           oci_reference.parse_reference, 'oci://[/x')
 
     def test_checksums(self):
-        self.assertFalse(checksum_utils.is_checksum_url('http://[x/'))
+        self.assertFalse(checksums.is_checksum_url('http://[x/'))
         self.assertRaises(exception.InvalidChecksum,
-                          checksum_utils.resolve_checksum, 'http://[x/', None,
+                          checksum_files.resolve_checksum, 'http://[x/', None,
                           'http://127.0.0.1:9/disk.img')
         self.assertRaises(exception.ImageChecksumURLNotSupported,
-                          checksum_utils.fetch_checksum_file, 'http://[x/')
+                          checksum_files.fetch_checksum_file, 'http://[x/')
         digest = 'a' * 64
         self.assertEqual(
-            ('sha256', digest), tuple(checksum_utils.parse_checksum_file(
+            ('sha256', digest), tuple(checksums.parse_checksum_file(
                 '%s  disk.img\n%s  other' % (digest, 'b' * 64),
                 'http://[x/disk.img')))
 
@@ -187,13 +188,13 @@ class TestManifestReadDrops(_FakeRegistryTestCase):
                       faults.stall(100, 3),
                       faults.declare_length(len(self.body) + 10)):
             self.server.script(self.path, [fault], method='GET')
-            self.assertEqual(2, oci_registry.OciClient().get_manifest(
+            self.assertEqual(2, oci_client.OciClient().get_manifest(
                 self.href)['schemaVersion'])
 
     def test_gives_up(self):
         self.server.script(self.path, [faults.cut(100)] * 4, method='GET')
         self.assertRaises(exception.ImageDownloadFailed,
-                          oci_registry.OciClient().get_manifest, self.href)
+                          oci_client.OciClient().get_manifest, self.href)
 
 
 class TestRegistryMalformedLinks(_FakeRegistryTestCase):
@@ -209,7 +210,7 @@ class TestRegistryMalformedLinks(_FakeRegistryTestCase):
         self.server.add(blob, body=b'x')
         self.server.script(blob, [faults.redirect('http://[x/', 307)])
         self.assertRaises(exception.IronicImagesException,
-                          oci_registry.OciClient().download_blob, self.href,
+                          oci_client.OciClient().download_blob, self.href,
                           'sha256:' + 'a' * 64, io.BytesIO())
 
     def test_tag_list_link(self):
@@ -218,7 +219,7 @@ class TestRegistryMalformedLinks(_FakeRegistryTestCase):
         self.server.script(tags, [faults.Fault(
             headers={'Link': '<http://[x/>; rel="next"'})])
         self.assertRaises(exception.ImageRefValidationFailed,
-                          oci_registry.OciClient().get_tags,
+                          oci_client.OciClient().get_tags,
                           'oci://127.0.0.1:%d/r' % self.server.port)
 
 
@@ -256,7 +257,7 @@ class TestDeeplyNestedJson(_FakeRegistryTestCase):
         digest = 'sha256:' + hashlib.sha256(deep).hexdigest()
         self.server.add('/v2/r/manifests/' + digest, body=deep)
         self.assertRaises(exception.ImageRefValidationFailed,
-                          oci_registry.OciClient().get_manifest,
+                          oci_client.OciClient().get_manifest,
                           'oci://127.0.0.1:%d/r@%s' % (
                               self.server.port, digest))
 
@@ -265,7 +266,7 @@ class TestDeeplyNestedJson(_FakeRegistryTestCase):
         self.server.script(self.path, [faults.Fault(status=401, headers={
             'Www-Authenticate': 'Bearer realm="%s/token"' % self.server.url})])
         self.assertRaises(exception.ImageRefValidationFailed,
-                          oci_registry.OciClient().get_manifest, self.href)
+                          oci_client.OciClient().get_manifest, self.href)
 
 
 class TestUnsplittableUrlWithPassword(base.ReliabilityTestCase):
@@ -299,9 +300,9 @@ class TestChecksumAlgorithmNotAString(base.ReliabilityTestCase):
     def test_refused(self):
         for algo in (5, ['sha256'], {'a': 1}, b'sha256'):
             self.assertRaises(exception.ImageChecksumAlgorithmFailure,
-                              checksum_utils.parse_checksum, 'a' * 64, algo,
+                              checksums.parse_checksum, 'a' * 64, algo,
                               'glance://x')
-        self.assertEqual('sha256', checksum_utils.parse_checksum(
+        self.assertEqual('sha256', checksums.parse_checksum(
             'a' * 64, 'SHA256', 'x').algorithm)
 
 
@@ -315,11 +316,11 @@ class TestDeclaredSizeNotANumber(base.ReliabilityTestCase):
 
     def test_refused(self):
         for size in ([1], '10', 1.5, -1, True):
-            source = transfer.IterableSource([b'x' * 10])
+            source = pipeline.IterableSource([b'x' * 10])
             e = self.assertRaises(exception.ImageDownloadFailed,
-                                  transfer.stream, source, [],
+                                  pipeline.stream, source, [],
                                   'http://127.0.0.1:9/x', expected_size=size)
             self.assertIn('size', str(e))
-        self.assertEqual(10, transfer.stream(
-            transfer.IterableSource([b'x' * 10]), [], 'http://127.0.0.1:9/x',
+        self.assertEqual(10, pipeline.stream(
+            pipeline.IterableSource([b'x' * 10]), [], 'http://127.0.0.1:9/x',
             expected_size=10).size)

@@ -37,8 +37,8 @@ import fixtures
 from oslo_context import context as oslo_context
 from oslo_utils import units
 
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
 from ironic_images import image_service
 from ironic_images.image_service import http
 from ironic_images.image_service import oci

@@ -15,7 +15,7 @@
 import fixtures
 import requests_mock.contrib.fixture
 
-from ironic_images import glance_client
+from ironic_images.image_service.glance import client as glance_client
 from ironic_images.tests import base
 
 ENDPOINT = 'http://glance.test:9292'
@@ -36,9 +36,9 @@ class GlanceMockTestCase(base.TestCase):
         self.mocker = self.useFixture(
             requests_mock.contrib.fixture.Fixture())
         self.sleep = self.useFixture(fixtures.MockPatch(
-            'ironic_images.glance_client._sleep')).mock
+            'ironic_images.image_service.glance.client._sleep')).mock
         # Resumed transfers wait too.
         self.useFixture(fixtures.MockPatch(
-            'ironic_images.resumable.time.sleep'))
+            'ironic_images.transfer.resumable.time.sleep'))
         self.config(auth_type='none', endpoint_override=ENDPOINT,
                     group='glance')

@@ -39,7 +39,7 @@ import zlib
 import fixtures
 import zstandard
 
-from ironic_images import qcow2_stream
+from ironic_images.sink import qcow2_stream
 
 MAGIC = b'QFI\xfb'
 COPIED = 1 << 63

@@ -21,6 +21,7 @@ from oslo_context import context as oslo_context
 
 from ironic_images import api
 from ironic_images import exception
+from ironic_images.hosts import nova
 from ironic_images.tests.unit import glance_base
 
 ENDPOINT = glance_base.ENDPOINT
@@ -215,7 +216,7 @@ class TestDownload(ApiTestCase):
     def serve_large_glance(self):
         # More chunks than the iterator keeps ahead of its consumer, so the
         # producer is still blocked on the queue when the consumer goes.
-        data = os.urandom(4 * api._ITERATOR_DEPTH * CHUNK)
+        data = os.urandom(4 * nova._ITERATOR_DEPTH * CHUNK)
         self.serve_glance(data=data, size=len(data),
                           os_hash_value=hashlib.sha512(data).hexdigest())
 
@@ -240,8 +241,8 @@ class TestDownload(ApiTestCase):
     def test_queue_writer_refuses_once_stopped(self):
         stopped = threading.Event()
         stopped.set()
-        writer = api._QueueWriter(None, stopped)
-        self.assertRaises(api._Consumed, writer.write, b'x')
+        writer = nova._QueueWriter(None, stopped)
+        self.assertRaises(nova._Consumed, writer.write, b'x')
         self.assertFalse(writer.seekable())
         self.assertRaises(io.UnsupportedOperation, writer.fileno)
 

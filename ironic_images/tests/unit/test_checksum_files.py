@@ -14,6 +14,7 @@ from unittest import mock
 
 from ironic_images import checksum_utils
 from ironic_images import exception
+from ironic_images.image_service import checksum_files
 from ironic_images.tests import base
 
 SHA256 = 'a' * 64
@@ -88,7 +89,7 @@ class ResolveChecksumTestCase(base.TestCase):
         self.assertFalse(checksum_utils.is_checksum_url(SHA256))
 
     def test_url_is_fetched_and_searched(self):
-        with mock.patch.object(checksum_utils, 'fetch_checksum_file',
+        with mock.patch.object(checksum_files, 'fetch_checksum_file',
                                autospec=True) as fetch:
             fetch.return_value = '%s  disk.qcow2\n' % SHA256
             result = checksum_utils.resolve_checksum(

@@ -16,8 +16,8 @@ import os
 
 import zstandard
 
-from ironic_images import decompress
 from ironic_images import exception
+from ironic_images.sink import decompress
 from ironic_images.tests import base
 
 DATA = os.urandom(300 * 1024) + bytes(5 * 1024 * 1024) + b'tail'

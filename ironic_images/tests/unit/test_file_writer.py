@@ -24,10 +24,10 @@ from unittest import mock
 import fixtures
 
 from ironic_images import exception
-from ironic_images import file_writer
-from ironic_images.image_service import glance
+from ironic_images.image_service.glance import driver as glance
 from ironic_images.tests import base
-from ironic_images import transfer
+from ironic_images.transfer import file_writer
+from ironic_images.transfer import pipeline
 
 HREF = 'http://images.example.com/x.img'
 CHUNK = 64 * 1024
@@ -90,7 +90,7 @@ class TestFileWriter(base.TestCase):
     def _stream(self, image_file, writer_class=file_writer.FileWriter,
                 **kwargs):
         writer = writer_class(image_file, **kwargs)
-        transfer.stream(io.BytesIO(DATA), [writer], HREF, chunk_size=CHUNK)
+        pipeline.stream(io.BytesIO(DATA), [writer], HREF, chunk_size=CHUNK)
         return writer
 
     def _read(self):
@@ -329,7 +329,7 @@ class TestPipelineAndWriter(base.TestCase):
             def update(self, data):
                 seen.append(isinstance(data.obj, mmap.mmap))
 
-        transfer.stream(io.BytesIO(DATA), [Spy()], HREF, chunk_size=CHUNK)
+        pipeline.stream(io.BytesIO(DATA), [Spy()], HREF, chunk_size=CHUNK)
         self.assertEqual([True] * 4, seen)
 
     def test_close_after_success_and_failure(self):
@@ -346,9 +346,9 @@ class TestPipelineAndWriter(base.TestCase):
                 self.closed += 1
 
         fine = Closing()
-        transfer.stream(io.BytesIO(DATA), [fine], HREF, chunk_size=CHUNK)
+        pipeline.stream(io.BytesIO(DATA), [fine], HREF, chunk_size=CHUNK)
         broken, after = Closing(fail=True), Closing()
-        self.assertRaises(exception.ImageDownloadFailed, transfer.stream,
+        self.assertRaises(exception.ImageDownloadFailed, pipeline.stream,
                           io.BytesIO(DATA), [broken, after], HREF,
                           chunk_size=CHUNK)
         self.assertEqual([1, 1, 1],
@@ -363,6 +363,6 @@ class TestPipelineAndWriter(base.TestCase):
                 raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream, io.BytesIO(DATA),
+                                pipeline.stream, io.BytesIO(DATA),
                                 [CannotClose()], HREF)
         self.assertIn('Bad file descriptor', str(exc))

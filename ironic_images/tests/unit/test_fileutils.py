@@ -17,7 +17,7 @@ import os
 import signal
 from unittest import mock
 
-from ironic_images import fileutils
+from ironic_images.common import fileutils
 from ironic_images.tests import base
 
 

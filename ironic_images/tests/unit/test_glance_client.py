@@ -22,7 +22,7 @@ import requests
 
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import glance_client
+from ironic_images.image_service.glance import client as glance_client
 from ironic_images.tests.unit import glance_base
 
 ENDPOINT = glance_base.ENDPOINT

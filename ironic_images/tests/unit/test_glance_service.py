@@ -22,12 +22,12 @@ from oslo_context import context as oslo_context
 from oslo_utils import uuidutils
 import requests
 
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
-from ironic_images import glance_client
-from ironic_images import glance_metadata
 from ironic_images import image_service
-from ironic_images.image_service import glance
+from ironic_images.image_service.glance import client as glance_client
+from ironic_images.image_service.glance import driver as glance
+from ironic_images.image_service.glance import metadata as glance_metadata
 from ironic_images.tests import base
 from ironic_images.tests.unit import glance_base
 

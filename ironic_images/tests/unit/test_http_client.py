@@ -19,8 +19,8 @@ import requests
 import requests_mock.contrib.fixture
 
 from ironic_images import exception
-from ironic_images import http_client
 from ironic_images.tests import base
+from ironic_images.transfer import http_client
 
 URL = 'http://example.com/disk.img'
 

@@ -38,7 +38,7 @@ class HttpServiceTestCase(base.TestCase):
             requests_mock.contrib.fixture.Fixture())
         self.useFixture(fixtures.MockPatch('tenacity.nap.time.sleep'))
         self.useFixture(
-            fixtures.MockPatch('ironic_images.resumable.time.sleep'))
+            fixtures.MockPatch('ironic_images.transfer.resumable.time.sleep'))
         self.config(webserver_connection_timeout=7)
         self.service = http.HttpImageService()
 

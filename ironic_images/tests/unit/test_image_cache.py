@@ -12,7 +12,7 @@
 
 """Unit tests of the master-image cache: locks, eviction, sidecars, flow.
 
-The image services and image_utils.fetch are fakes here; the functional
+The image services and fetcher.fetch are fakes here; the functional
 tests run the cache against nginx, with threads and processes.
 """
 
@@ -30,13 +30,17 @@ from unittest import mock
 
 import fixtures
 
-from ironic_images import cache_eviction
-from ironic_images import cache_locks
-from ironic_images import cache_masters
+from ironic_images.cache import cache
+from ironic_images.cache import eviction as cache_eviction
+from ironic_images.cache import locks as cache_locks
+from ironic_images.cache import masters as cache_masters
 from ironic_images.cmd import main
+from ironic_images.common import fileutils
 from ironic_images import exception
-from ironic_images import fileutils
+from ironic_images.fetch import fetcher
 from ironic_images import image_cache
+from ironic_images.image_service import base as service_base
+from ironic_images.image_service import http as http_service
 from ironic_images import image_utils
 from ironic_images.tests import base
 
@@ -48,7 +52,7 @@ HOUR = 3600.0
 
 _HOLD_LOCK_SCRIPT = """
 import sys
-from ironic_images import cache_locks
+from ironic_images.cache import locks as cache_locks
 lock = cache_locks.image_lock(sys.argv[1], sys.argv[2])
 lock.acquire()
 print('locked', flush=True)
@@ -352,18 +356,29 @@ class CleanUpTestCase(CacheDirTestCase):
             os.path.join(self.master_dir, 'missing')))
 
 
-class FakeHttpService:
+class FakeService(service_base.BaseImageService):
+    """A driver that is only asked what the cache asks."""
+
+    def validate_href(self, image_href):
+        raise AssertionError('the cache never validates')
+
+    def download(self, image_href, image_file, checksum=None,
+                 checksum_algo=None):
+        raise AssertionError('the cache downloads through fetch')
+
+
+class FakeHttpService(http_service.HttpImageService):
     """Stands for HttpImageService: show() and is_unchanged()."""
 
     def __init__(self, etag='"v1"', last_modified=None, no_cache=False,
                  unchanged=True):
+        super().__init__()
         self.etag = etag
         self.last_modified = last_modified
         self.no_cache = no_cache
         self.unchanged = unchanged
         self.shows = 0
         self.revalidations = []
-        self.is_auth_set_needed = False
 
     def show(self, href):
         self.shows += 1
@@ -371,17 +386,27 @@ class FakeHttpService:
                 'properties': {'etag': self.etag,
                                'last_modified': self.last_modified}}
 
-    def is_unchanged(self, href, etag=None, last_modified=None):
+    def is_unchanged(self, href, etag=None, last_modified=None,
+                     fingerprint=None):
         self.revalidations.append((etag, last_modified))
         return self.unchanged
 
 
-class FakeOtherService:
+class FakeGlanceService(FakeHttpService):
+    """Stands for GlanceImageService: an id's content never changes."""
+
+    def resolve(self, image_href, cpu_arch=None):
+        image_id = image_href.rpartition('/')[2]
+        return service_base.ResolvedImage(image_href, self.show(image_href),
+                                          'glance-' + image_id)
+
+
+class FakeOtherService(FakeService):
     """A third-party driver: show() only."""
 
     def __init__(self, updated_at='2024-01-01T00:00:00'):
+        super().__init__()
         self.updated_at = updated_at
-        self.is_auth_set_needed = False
 
     def show(self, href):
         return {'size': len(DATA), 'updated_at': self.updated_at,
@@ -421,35 +446,42 @@ class MastersTestCase(CacheDirTestCase):
         self.assertIsNone(cache_masters.read_meta(
             os.path.join(self.master_dir, 'missing')))
 
+    @staticmethod
+    def source(service, href='http://h/x', immutable=False):
+        return cache_masters.Source('http', 'url-x', href, service, None,
+                                    immutable)
+
     def test_validators(self):
         http = FakeHttpService()
-        self.assertEqual((None, None, None), cache_masters.validators(
-            cache_masters.KIND_GLANCE, http, {}))
-        self.assertEqual(('"v1"', None, None), cache_masters.validators(
-            cache_masters.KIND_URL, http, http.show('x')))
+        nothing = {'etag': None, 'last_modified': None, 'fingerprint': None}
+        self.assertEqual(nothing, cache_masters.validators(
+            self.source(http, immutable=True), {}))
+        self.assertEqual(dict(nothing, etag='"v1"'), cache_masters.validators(
+            self.source(http), http.show('x')))
         self.assertIsNone(cache_masters.validators(
-            cache_masters.KIND_URL, http, {'properties': {}}))
+            self.source(http), {'properties': {}}))
         self.assertIsNone(cache_masters.validators(
-            cache_masters.KIND_OCI, http, {'no_cache': True}))
+            self.source(http, immutable=True), {'no_cache': True}))
         other = FakeOtherService()
-        _etag, _lm, value = cache_masters.validators(
-            cache_masters.KIND_URL, other, other.show('x'))
+        value = cache_masters.validators(
+            self.source(other), other.show('x'))['fingerprint']
         self.assertIn('2024-01-01', value)
         # The size alone does not tell versions apart.
         self.assertIsNone(cache_masters.validators(
-            cache_masters.KIND_URL, other, {'size': 10}))
+            self.source(other), {'size': 10}))
 
     def test_unchanged(self):
         http = FakeHttpService(unchanged=False)
         meta = {'etag': '"v1"', 'last_modified': 'Mon, 01 Jan 2024'}
-        self.assertFalse(cache_masters.unchanged(http, 'http://h/x', meta))
+        self.assertFalse(cache_masters.unchanged(self.source(http), meta))
         self.assertEqual([('"v1"', 'Mon, 01 Jan 2024')], http.revalidations)
         other = FakeOtherService()
-        meta = {'fingerprint': cache_masters.fingerprint(other.show('x'))}
-        self.assertTrue(cache_masters.unchanged(other, 's3://b/x', meta))
+        meta = {'fingerprint': service_base.fingerprint_of(other.show('x'))}
+        source = self.source(other, 's3://b/x')
+        self.assertTrue(cache_masters.unchanged(source, meta))
         other.updated_at = '2025-01-01T00:00:00'
-        self.assertFalse(cache_masters.unchanged(other, 's3://b/x', meta))
-        self.assertFalse(cache_masters.unchanged(other, 's3://b/x', {}))
+        self.assertFalse(cache_masters.unchanged(source, meta))
+        self.assertFalse(cache_masters.unchanged(source, {}))
 
     def test_hand_out_links_and_marks_use(self):
         master = self.put('url-a', last_used=time.time() - HOUR)
@@ -571,37 +603,44 @@ class MastersTestCase(CacheDirTestCase):
         self.assertEqual(DATA, self.read(dest))
 
 
-class FakeOciService:
+class FakeOciService(FakeService):
     """Stands for OciImageService: tags resolve to one artifact."""
 
-    is_auth_set_needed = False
-
     def __init__(self):
+        super().__init__()
         self.artifact = {
             'image_container_blob_digest': 'sha256:' + SHA256,
             'oci_image_manifest_url':
                 'oci://registry.example.com/disk@sha256:' + 'ab' * 32,
             'image_size': len(DATA)}
 
-    def identify_specific_image(self, href, image_download_source=None,
-                                cpu_arch=None):
+    def resolve(self, href, cpu_arch=None):
+        artifact = self.artifact
         if cpu_arch == 'aarch64':
-            return dict(self.artifact, image_container_blob_digest='sha256:'
-                        + 'aa' * 32, oci_image_manifest_url=self.artifact[
-                            'oci_image_manifest_url'].replace('ab', 'cd'))
-        return self.artifact
+            artifact = dict(
+                artifact, image_container_blob_digest='sha256:' + 'aa' * 32,
+                oci_image_manifest_url=artifact[
+                    'oci_image_manifest_url'].replace('ab', 'cd'))
+        if not artifact:
+            raise exception.ImageNotFound(image_href=href)
+        return service_base.ResolvedImage(
+            artifact['oci_image_manifest_url'],
+            {'size': artifact['image_size']},
+            'oci-' + artifact['image_container_blob_digest'])
+
+    def show(self, href):
+        raise AssertionError('resolve() says all the cache needs')
 
 
 HREF = 'http://images.example.com/disk.qcow2'
 
 
 class FakeCacheTestCase(CacheDirTestCase):
-    """ImageCache with fake drivers and a fake image_utils.fetch."""
+    """ImageCache with fake drivers and a fake fetcher.fetch."""
 
     def setUp(self):
         super().setUp()
-        self.useFixture(fixtures.MockPatchObject(image_cache, '_PREPARED',
-                                                 set()))
+        self.useFixture(fixtures.MockPatchObject(cache, '_PREPARED', set()))
         self.service = FakeHttpService()
         self.useFixture(fixtures.MockPatch(
             'ironic_images.image_service.get_image_service',
@@ -610,9 +649,9 @@ class FakeCacheTestCase(CacheDirTestCase):
         self.fetch_errors = []
         self.content = DATA
         self.useFixture(fixtures.MockPatchObject(
-            image_utils, 'fetch', side_effect=self._fake_fetch(False)))
+            fetcher, 'fetch', side_effect=self._fake_fetch(False)))
         self.useFixture(fixtures.MockPatchObject(
-            image_utils, 'fetch_to_raw', side_effect=self._fake_fetch(True)))
+            fetcher, 'fetch_to_raw', side_effect=self._fake_fetch(True)))
         self.cache = image_cache.ImageCache(self.master_dir, 10 ** 9, HOUR)
 
     def _fake_fetch(self, raw):
@@ -765,6 +804,7 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertEqual(5, len(self.fetches))
 
     def test_glance_images_are_never_revalidated(self):
+        self.service = FakeGlanceService()
         sha512 = 'sha512:' + hashlib.sha512(DATA).hexdigest()
         first = self.fetch('one', href=GLANCE_ID)
         shows = self.service.shows
@@ -782,6 +822,7 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertEqual(2, len(self.fetches))
 
     def test_glance_hit_refused_when_glance_refuses_the_caller(self):
+        self.service = FakeGlanceService()
         first = self.fetch('one', href=GLANCE_ID)
         for error in (exception.ImageNotFound(image_href=GLANCE_ID),
                       exception.ImageNotAuthorized(image_href=GLANCE_ID),
@@ -892,7 +933,7 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.config(concurrency=1, group='download')
         active, most = [0], [0]
         lock = threading.Lock()
-        fetch = image_utils.fetch.side_effect
+        fetch = fetcher.fetch.side_effect
 
         def _counting_fetch(*args, **kwargs):
             with lock:
@@ -905,7 +946,7 @@ class ImageCacheTestCase(FakeCacheTestCase):
                 with lock:
                     active[0] -= 1
 
-        image_utils.fetch.side_effect = _counting_fetch
+        fetcher.fetch.side_effect = _counting_fetch
         threads = [threading.Thread(target=self.fetch, args=(
             'dest%d' % n, '%s?%d' % (HREF, n))) for n in range(4)]
         for thread in threads:

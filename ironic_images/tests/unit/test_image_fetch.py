@@ -16,10 +16,9 @@ import fixtures
 from oslo_utils import units
 
 from ironic_images import exception
-from ironic_images import image_fetch
+from ironic_images.fetch import temporary
 from ironic_images.image_service import base as service_base
 from ironic_images import image_utils
-from ironic_images import temporary
 from ironic_images.tests import base
 
 # magic, version, backing file offset and size, cluster bits, size.
@@ -40,14 +39,16 @@ class FakeService(service_base.BaseImageService):
         return self.show(image_href)
 
     def show(self, image_href):
-        if image_href in self.specific:
-            raise exception.OciImageNotSpecific(image_href=image_href)
         return {'size': len(self.images[image_href]), 'updated_at': None,
                 'properties': {}}
 
-    def identify_specific_image(self, image_href, cpu_arch=None):
+    def resolve(self, image_href, cpu_arch=None):
+        if image_href not in self.specific:
+            return service_base.ResolvedImage(image_href)
         target = self.specific[image_href]
-        return {'oci_image_manifest_url': target} if target else {}
+        if not target:
+            raise exception.ImageNotFound(image_href=image_href)
+        return service_base.ResolvedImage(target)
 
     def download(self, image_href, image_file, checksum=None,
                  checksum_algo=None, progress=None):
@@ -55,7 +56,7 @@ class FakeService(service_base.BaseImageService):
         data = self.images[image_href]
         for start in range(0, len(data), 1000):
             image_file.write(data[start:start + 1000])
-        self._transfer_verified_checksum = 'sha256:fake'
+        return 'sha256:fake'
 
 
 class TestFetch(base.TestCase):
@@ -209,7 +210,7 @@ class TestTemporaryImages(base.TestCase):
         self.assertFalse(os.path.exists(path))
 
     def test_raw_formats(self):
-        self.assertEqual(('raw', 'gpt', 'iso'), image_fetch.RAW_FORMATS)
+        self.assertEqual(('raw', 'gpt', 'iso'), image_utils.RAW_FORMATS)
 
 
 class TestUploadVolume(base.TestCase):

@@ -20,13 +20,13 @@ import fixtures
 import zstandard
 
 from ironic_images import exception
-from ironic_images import file_writer
-from ironic_images import image_sink
-from ironic_images import inspection
-from ironic_images import qcow2_stream
+from ironic_images.formats import inspection
+from ironic_images.sink import image_sink
+from ironic_images.sink import qcow2_stream
 from ironic_images.tests import base
 from ironic_images.tests.unit import qcow2_builder
-from ironic_images import transfer
+from ironic_images.transfer import file_writer
+from ironic_images.transfer import pipeline
 
 BLOCK = image_sink.SPARSE_BLOCK
 IMAGE = (os.urandom(BLOCK + 100) + bytes(40 * BLOCK) + os.urandom(10)
@@ -172,11 +172,11 @@ class TestImageSink(base.TestCase):
                         and self.source.tell() >= len(IMAGE) // 2):
                     self.restarted = True
                     self.source.seek(0)
-                    raise transfer.RestartTransfer(len(IMAGE))
+                    raise pipeline.RestartTransfer(len(IMAGE))
                 return self.source.readinto(buffer)
 
         sink = self._sink()
-        transfer.stream(Restarting(), [file_writer.FileWriter(sink)], 'href',
+        pipeline.stream(Restarting(), [file_writer.FileWriter(sink)], 'href',
                         expected_size=len(IMAGE), chunk_size=64 * 1024)
         sink.finish()
         with open(self.path, 'rb') as image:

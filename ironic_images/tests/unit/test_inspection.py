@@ -30,8 +30,9 @@ from oslo_utils.imageutils import format_inspector
 from oslo_utils import units
 
 from ironic_images import exception
-from ironic_images import image_checks
-from ironic_images import inspection
+from ironic_images.formats import gate
+from ironic_images.formats import inspection
+from ironic_images.qemu import info as qemu_info
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
 
@@ -233,7 +234,7 @@ class StreamInspectorTest(base.TestCase):
         self.assertEqual(vmdk_footer(),
                          detected.inspector.region('footer').data)
         self.config(permitted_formats=['vmdk'], group='image_format')
-        self.assertEqual('vmdk', inspection.check_image(detected, HREF))
+        self.assertEqual('vmdk', gate.check_image(detected, HREF))
 
     def test_parse_error_of_a_match_is_kept(self):
         detected = stream(vmdk(version=7))
@@ -300,7 +301,7 @@ class HostileInputTest(base.TestCase):
     def _verdict(self, data, chunk_size=65537):
         detected = stream(data, chunk_size)
         try:
-            return image_checks.check_image(detected, HREF)
+            return gate.check_image(detected, HREF)
         except exception.ImageUnacceptable as e:
             self.assertIn('check', e.kwargs)
             self.assertNotIn('secret', str(e))
@@ -376,7 +377,7 @@ class HostileInputTest(base.TestCase):
 
 def _check_name(detected):
     try:
-        image_checks.check_image(detected, HREF)
+        gate.check_image(detected, HREF)
     except exception.ImageUnacceptable as e:
         return e.kwargs['check']
 
@@ -386,7 +387,7 @@ class CheckImageTest(base.TestCase):
     def _refused(self, data, check, cls=exception.InvalidImage,
                  expected_format=None):
         detected = stream(data)
-        e = self.assertRaises(cls, image_checks.check_image, detected,
+        e = self.assertRaises(cls, gate.check_image, detected,
                               HREF, expected_format)
         self.assertEqual(check, e.kwargs['check'])
         self.assertIn('%s check failed' % check, str(e))
@@ -394,7 +395,7 @@ class CheckImageTest(base.TestCase):
         return e
 
     def _accepted(self, data, expected_format=None):
-        return inspection.check_image(stream(data), HREF, expected_format)
+        return gate.check_image(stream(data), HREF, expected_format)
 
     def test_accepted(self):
         self.assertEqual('raw', self._accepted(raw()))
@@ -520,7 +521,7 @@ class CheckImageTest(base.TestCase):
         self.config(permitted_formats=['luks'], group='image_format')
         self._refused(b'LUKS\xba\xbe\x00\x01' + bytes(100), 'complete')
 
-    @mock.patch.object(image_checks.LOG, 'warning', autospec=True)
+    @mock.patch.object(gate.LOG, 'warning', autospec=True)
     def test_disable_deep_inspection(self, warning):
         self.config(disable_deep_inspection=True, group='image_format')
         self.assertEqual('qcow2', self._accepted(qcow2(backing_offset=512)))
@@ -536,21 +537,21 @@ class CheckImageTest(base.TestCase):
                     group='image_format')
         self._refused(descriptor_file(), 'vmdk_allowed_types')
 
-    @mock.patch.object(image_checks.LOG, 'error', autospec=True)
+    @mock.patch.object(gate.LOG, 'error', autospec=True)
     def test_refusal_logged_masked(self, error):
         self._refused(qcow2(backing_offset=1), 'backing_file')
         self.assertIn('backing_file', str(error.call_args))
         self.assertNotIn('secret', str(error.call_args))
 
     def test_format_matches(self):
-        self.assertTrue(inspection.format_matches('gpt', 'raw'))
-        self.assertTrue(inspection.format_matches('raw', 'RAW'))
-        self.assertTrue(inspection.format_matches('raw', 'ari'))
-        self.assertTrue(inspection.format_matches('vhd', 'vpc'))
-        self.assertTrue(inspection.format_matches('vhd', 'vhd'))
-        self.assertFalse(inspection.format_matches('iso', 'raw'))
-        self.assertFalse(inspection.format_matches('gpt', 'qcow2'))
-        self.assertFalse(inspection.format_matches('raw', 'gpt'))
+        self.assertTrue(gate.format_matches('gpt', 'raw'))
+        self.assertTrue(gate.format_matches('raw', 'RAW'))
+        self.assertTrue(gate.format_matches('raw', 'ari'))
+        self.assertTrue(gate.format_matches('vhd', 'vpc'))
+        self.assertTrue(gate.format_matches('vhd', 'vhd'))
+        self.assertFalse(gate.format_matches('iso', 'raw'))
+        self.assertFalse(gate.format_matches('gpt', 'qcow2'))
+        self.assertFalse(gate.format_matches('raw', 'gpt'))
 
 
 class InspectFileTest(base.TestCase):
@@ -669,7 +670,7 @@ def vmdk_footer(eos=b'\0'):
     return marker + bytes(header) + eos + bytes(511)
 
 
-def qemu_info(fmt, backing=None, data_file=None, create_type=None):
+def fake_info(fmt, backing=None, data_file=None, create_type=None):
     info = {'filename': '/x', 'format': fmt, 'virtual-size': SIZE}
     if backing:
         info['backing-filename'] = backing
@@ -685,46 +686,46 @@ def qemu_info(fmt, backing=None, data_file=None, create_type=None):
 class CinderHelpersTest(base.TestCase):
 
     def test_check_vmdk_image(self):
-        inspection.check_vmdk_image('id', qemu_info('qcow2'))
-        inspection.check_vmdk_image('id', qemu_info(
+        qemu_info.check_vmdk_image('id', fake_info('qcow2'))
+        qemu_info.check_vmdk_image('id', fake_info(
             'vmdk', create_type='streamOptimized'))
-        for info in (qemu_info('vmdk', create_type='monolithicFlat'),
-                     qemu_info('vmdk')):
+        for info in (fake_info('vmdk', create_type='monolithicFlat'),
+                     fake_info('vmdk')):
             e = self.assertRaises(exception.ImageUnacceptable,
-                                  inspection.check_vmdk_image, 'id', info)
+                                  qemu_info.check_vmdk_image, 'id', info)
             self.assertEqual('vmdk_allowed_types', e.kwargs['check'])
 
     def test_check_image_format_with_data(self):
-        info = qemu_info('qcow2')
-        self.assertIs(info, inspection.check_image_format('/x', 'qcow2',
-                                                          'id', info))
-        inspection.check_image_format('/x', None, 'id', info)
-        inspection.check_image_format('/x', 'raw', 'id', qemu_info('raw'))
-        inspection.check_image_format('/x', 'vhd', 'id', qemu_info('vpc'))
-        inspection.check_image_format('/x', 'iso', 'id', qemu_info('raw'))
+        info = fake_info('qcow2')
+        self.assertIs(info, qemu_info.check_image_format('/x', 'qcow2',
+                                                         'id', info))
+        qemu_info.check_image_format('/x', None, 'id', info)
+        qemu_info.check_image_format('/x', 'raw', 'id', fake_info('raw'))
+        qemu_info.check_image_format('/x', 'vhd', 'id', fake_info('vpc'))
+        qemu_info.check_image_format('/x', 'iso', 'id', fake_info('raw'))
         for args, check in (
-                (('qcow2', qemu_info('raw')), 'format_match'),
-                (('qcow2', qemu_info('qcow2', backing='/etc/passwd')),
+                (('qcow2', fake_info('raw')), 'format_match'),
+                (('qcow2', fake_info('qcow2', backing='/etc/passwd')),
                  'backing_file'),
-                ((None, qemu_info('qcow2', data_file='/dev/sda')),
+                ((None, fake_info('qcow2', data_file='/dev/sda')),
                  'data_file'),
-                (('vmdk', qemu_info('vmdk', create_type='vmfs')),
+                (('vmdk', fake_info('vmdk', create_type='vmfs')),
                  'vmdk_allowed_types')):
             e = self.assertRaises(exception.ImageUnacceptable,
-                                  inspection.check_image_format, '/x',
+                                  qemu_info.check_image_format, '/x',
                                   args[0], HREF, args[1])
             self.assertEqual(check, e.kwargs['check'])
             self.assertNotIn('secret', str(e))
 
     def test_check_image_format_mismatch_allowed(self):
         self.config(require_format_match=False, group='image_format')
-        inspection.check_image_format('/x', 'qcow2', 'id', qemu_info('raw'))
+        qemu_info.check_image_format('/x', 'qcow2', 'id', fake_info('raw'))
 
     def test_check_image_format_no_format(self):
-        info = qemu_info('raw')
+        info = fake_info('raw')
         info.file_format = None
         e = self.assertRaises(exception.ImageUnacceptable,
-                              inspection.check_image_format, '/x', None,
+                              qemu_info.check_image_format, '/x', None,
                               'id', info)
         self.assertEqual('format', e.kwargs['check'])
 
@@ -732,39 +733,39 @@ class CinderHelpersTest(base.TestCase):
         path = os.path.join(self.images_dir, 'image')
         with open(path, 'wb') as f:
             f.write(gpt())
-        info = qemu_info('raw')
-        with mock.patch('ironic_images.qemu_img.qemu_img_info',
+        info = fake_info('raw')
+        with mock.patch('ironic_images.qemu.info.qemu_img_info',
                         autospec=True, return_value=info) as qemu:
-            self.assertIs(info, inspection.check_image_format(path, 'raw'))
+            self.assertIs(info, qemu_info.check_image_format(path, 'raw'))
         qemu.assert_called_once_with(path, 'raw', path)
 
     def test_check_image_format_refused_never_runs_qemu_img(self):
         path = os.path.join(self.images_dir, 'image')
         with open(path, 'wb') as f:
             f.write(qcow2(backing_offset=512))
-        with mock.patch('ironic_images.qemu_img.qemu_img_info',
+        with mock.patch('ironic_images.qemu.info.qemu_img_info',
                         autospec=True) as qemu:
             e = self.assertRaises(exception.InvalidImage,
-                                  inspection.check_image_format, path,
+                                  qemu_info.check_image_format, path,
                                   'qcow2', HREF)
         qemu.assert_not_called()
         self.assertEqual('backing_file', e.kwargs['check'])
 
     def test_check_virtual_size(self):
-        self.assertEqual(1, inspection.check_virtual_size(units.Gi, 1, 'id'))
-        self.assertEqual(2, inspection.check_virtual_size(units.Gi + 1, 2,
-                                                          'id'))
-        self.assertEqual(0, inspection.check_virtual_size(0, 0, 'id'))
-        self.assertEqual(5, inspection.check_virtual_size(5 * units.Gi, None,
-                                                          'id'))
+        self.assertEqual(1, gate.check_virtual_size(units.Gi, 1, 'id'))
+        self.assertEqual(2, gate.check_virtual_size(units.Gi + 1, 2,
+                                                    'id'))
+        self.assertEqual(0, gate.check_virtual_size(0, 0, 'id'))
+        self.assertEqual(5, gate.check_virtual_size(5 * units.Gi, None,
+                                                    'id'))
         # A size read from JSON or a config may be a string.
-        self.assertEqual(1, inspection.check_virtual_size(str(units.Gi), 1,
-                                                          'id'))
+        self.assertEqual(1, gate.check_virtual_size(str(units.Gi), 1,
+                                                    'id'))
         for size, volume in ((units.Gi + 1, 1), (None, 1), ('x', 1),
                              (float('nan'), 1), (float('inf'), 1), (-1, 1),
                              ('-1', 1)):
             e = self.assertRaises(exception.ImageUnacceptable,
-                                  inspection.check_virtual_size, size,
+                                  gate.check_virtual_size, size,
                                   volume, HREF)
             self.assertEqual('virtual_size', e.kwargs['check'])
             self.assertNotIn('secret', str(e))

@@ -12,7 +12,7 @@
 
 """Tests of secret masking in hrefs and free text."""
 
-from ironic_images import masking
+from ironic_images.common import masking
 from ironic_images.tests import base
 
 

@@ -23,7 +23,7 @@ import fixtures
 
 from ironic_images import exception
 from ironic_images import image_service
-from ironic_images import oci_auth
+from ironic_images.image_service.oci import auth as oci_auth
 from ironic_images.tests import base
 from ironic_images.tests.unit import test_oci_registry as common
 
@@ -181,7 +181,8 @@ class TestTokenCache(base.TestCase):
 
     def test_lifetime(self):
         now = self.useFixture(fixtures.MockPatch(
-            'ironic_images.oci_auth.time.monotonic', return_value=100.0)).mock
+            'ironic_images.image_service.oci.auth.time.monotonic',
+            return_value=100.0)).mock
         cache = oci_auth.TokenCache()
         self.assertIsNone(cache.get('k'))
         cache.put('k', 'tok', 300)
@@ -305,7 +306,8 @@ class TestBearer(AuthDanceTestCase):
 
     def test_expired_in_cache_is_fetched_again(self):
         now = self.useFixture(fixtures.MockPatch(
-            'ironic_images.oci_auth.time.monotonic', return_value=0.0)).mock
+            'ironic_images.image_service.oci.auth.time.monotonic',
+            return_value=0.0)).mock
         self.manifest([challenge(), OK, challenge(), OK])
         self.client.get_manifest(common.DIGEST_HREF)
         self.client.registry._authorization.clear()

@@ -26,7 +26,8 @@ import requests
 import requests_mock.contrib.fixture
 
 from ironic_images import exception
-from ironic_images import oci_registry
+from ironic_images.image_service.oci import client as oci_client
+from ironic_images.image_service.oci import reference as oci_reference
 from ironic_images.tests import base
 
 HOST = 'registry.example.com'
@@ -37,7 +38,7 @@ TAGS_URL = '%s/v2/%s/tags/list' % (BASE, REPO)
 DATA = b'disk image bytes ' * 1000
 BLOB_DIGEST = 'sha256:' + hashlib.sha256(DATA).hexdigest()
 MANIFEST = json.dumps({
-    'schemaVersion': 2, 'mediaType': oci_registry.MANIFEST_TYPE,
+    'schemaVersion': 2, 'mediaType': oci_client.MANIFEST_TYPE,
     'config': {'mediaType': 'application/vnd.oci.empty.v1+json',
                'digest': 'sha256:' + hashlib.sha256(b'{}').hexdigest(),
                'size': 2},
@@ -65,7 +66,7 @@ def digest_of(body, algorithm='sha256'):
 class TestParseReference(base.TestCase):
 
     def test_forms(self):
-        parse = oci_registry.parse_reference
+        parse = oci_reference.parse_reference
         cases = [
             ('oci://reg/repo', ('reg', 'repo', 'latest', None)),
             ('oci://reg/a/b/c:v1.2_3-x', ('reg', 'a/b/c', 'v1.2_3-x', None)),
@@ -84,12 +85,12 @@ class TestParseReference(base.TestCase):
             self.assertEqual(expected, tuple(parse(href)), href)
 
     def test_reference_and_url(self):
-        ref = oci_registry.parse_reference('oci://reg:5000/a/b:v1')
+        ref = oci_reference.parse_reference('oci://reg:5000/a/b:v1')
         self.assertEqual('v1', ref.reference)
         self.assertEqual('oci://reg:5000/a/b:v1', ref.url())
         self.assertEqual('oci://reg:5000/a/b@sha256:' + HEX,
                          ref.url('sha256:' + HEX))
-        ref = oci_registry.parse_reference('oci://reg/a@sha256:' + HEX)
+        ref = oci_reference.parse_reference('oci://reg/a@sha256:' + HEX)
         self.assertEqual('sha256:' + HEX, ref.reference)
         self.assertEqual('oci://reg/a@sha256:' + HEX, ref.url())
 
@@ -103,22 +104,22 @@ class TestParseReference(base.TestCase):
                      'oci://reg/a@sha256:' + 'g' * 64,
                      'oci://reg/a@sha512:' + HEX, 'oci://reg/a@', None, 42):
             error = self.assertRaises(exception.ImageRefValidationFailed,
-                                      oci_registry.parse_reference, href)
+                                      oci_reference.parse_reference, href)
             self.assertIn('Validation of image href', str(error))
 
 
 class TestSingleLayer(base.TestCase):
 
     def test_one_layer(self):
-        layer = oci_registry.single_layer(json.loads(MANIFEST), 'h')
+        layer = oci_client.single_layer(json.loads(MANIFEST), 'h')
         self.assertEqual(BLOB_DIGEST, layer['digest'])
 
     def test_index_is_not_specific(self):
-        for manifest in ({'mediaType': oci_registry.INDEX_TYPE},
-                         {'mediaType': oci_registry.DOCKER_LIST_TYPE},
+        for manifest in ({'mediaType': oci_client.INDEX_TYPE},
+                         {'mediaType': oci_client.DOCKER_LIST_TYPE},
                          {'manifests': []}):
             self.assertRaises(exception.OciImageNotSpecific,
-                              oci_registry.single_layer, manifest, 'h')
+                              oci_client.single_layer, manifest, 'h')
 
     def test_not_one_valid_layer(self):
         good = {'digest': BLOB_DIGEST}
@@ -126,7 +127,7 @@ class TestSingleLayer(base.TestCase):
                        ['sha256:' + HEX], [{}], [{'digest': 'sha256:1'}],
                        [{'digest': 5}]):
             self.assertRaises(exception.ImageRefValidationFailed,
-                              oci_registry.single_layer,
+                              oci_client.single_layer,
                               {'layers': layers}, 'h')
 
 
@@ -139,10 +140,10 @@ class ClientTestCase(base.TestCase):
         # tenacity and resumable both call time.sleep.
         self.sleep = self.useFixture(fixtures.MockPatch('time.sleep')).mock
         self.config(retries=2, group='download')
-        self.client = oci_registry.OciClient()
+        self.client = oci_client.OciClient()
 
     def add_manifest(self, body=MANIFEST, ref=MANIFEST_DIGEST, base=BASE,
-                     content_type=oci_registry.MANIFEST_TYPE, **kwargs):
+                     content_type=oci_client.MANIFEST_TYPE, **kwargs):
         return self.mocker.get(manifest_url(ref, base), content=body,
                                headers={'Content-Type': content_type},
                                **kwargs)
@@ -208,9 +209,9 @@ class TestManifests(ClientTestCase):
     def test_media_type_from_content_type(self):
         body = json.dumps({'schemaVersion': 2, 'manifests': []}).encode()
         self.add_manifest(body=body, ref='v1', content_type=(
-            oci_registry.DOCKER_LIST_TYPE + '; charset=utf-8'))
+            oci_client.DOCKER_LIST_TYPE + '; charset=utf-8'))
         index = self.client.get_artifact_index(TAG_HREF)
-        self.assertEqual(oci_registry.DOCKER_LIST_TYPE, index['mediaType'])
+        self.assertEqual(oci_client.DOCKER_LIST_TYPE, index['mediaType'])
 
     def test_artifact_index_of_a_manifest(self):
         self.add_manifest(ref='v1')
@@ -226,7 +227,7 @@ class TestManifests(ClientTestCase):
             self.assertIn('manifest', str(error))
 
     def test_too_large(self):
-        body = b'{"pad": "%s"}' % (b'x' * oci_registry.MAX_MANIFEST_SIZE)
+        body = b'{"pad": "%s"}' % (b'x' * oci_client.MAX_MANIFEST_SIZE)
         self.add_manifest(body=body, ref='v1')
         self.assertRaises(exception.ImageRefValidationFailed,
                           self.client.get_manifest, TAG_HREF)
@@ -504,12 +505,12 @@ class TestTransport(ClientTestCase):
 
     def test_verify_from_config(self):
         self.config(verify_ca='False', group='oci')
-        self.assertFalse(oci_registry.OciClient().registry.verify)
+        self.assertFalse(oci_client.OciClient().registry.verify)
         self.config(verify_ca='/nonexistent/ca.pem', group='oci')
         self.assertRaises(exception.ImageRefValidationFailed,
-                          oci_registry.OciClient)
+                          oci_client.OciClient)
         self.assertEqual('/x',
-                         oci_registry.OciClient(verify='/x').registry.verify)
+                         oci_client.OciClient(verify='/x').registry.verify)
 
 
 class TestBlobs(ClientTestCase):

@@ -19,8 +19,8 @@ from unittest import mock
 
 from ironic_images import exception
 from ironic_images import image_service
-from ironic_images.image_service import oci
-from ironic_images import oci_registry
+from ironic_images.image_service.oci import client as oci_client
+from ironic_images.image_service.oci import driver as oci
 from ironic_images.tests import base
 from ironic_images.tests.unit import test_oci_registry as common
 
@@ -29,7 +29,7 @@ INDEX_HREF = 'oci://%s/%s:v1' % (HOST, common.REPO)
 
 
 def entry(name, arch=None, disktype=None, **extra):
-    item = {'mediaType': oci_registry.MANIFEST_TYPE,
+    item = {'mediaType': oci_client.MANIFEST_TYPE,
             'digest': 'sha256:' + hashlib.sha256(name.encode()).hexdigest(),
             'size': 100, 'name': name}
     if arch:
@@ -153,7 +153,7 @@ def artifact(data, filename, media_type='application/vnd.oci.image.layer'
     elif annotations is not None:
         layer['annotations'] = annotations
     body = json.dumps({'schemaVersion': 2,
-                       'mediaType': oci_registry.MANIFEST_TYPE,
+                       'mediaType': oci_client.MANIFEST_TYPE,
                        'layers': [layer]}).encode()
     return body, 'sha256:' + hashlib.sha256(body).hexdigest(), layer
 
@@ -173,11 +173,11 @@ class ServiceTestCase(common.ClientTestCase):
     def add_index(self, entries, ref='v1'):
         """Serve an index under a tag (or its digest when ref is None)."""
         body = json.dumps({'schemaVersion': 2,
-                           'mediaType': oci_registry.INDEX_TYPE,
+                           'mediaType': oci_client.INDEX_TYPE,
                            'manifests': entries}).encode()
         digest = 'sha256:' + hashlib.sha256(body).hexdigest()
         self.add_manifest(body=body, ref=ref or digest,
-                          content_type=oci_registry.INDEX_TYPE)
+                          content_type=oci_client.INDEX_TYPE)
         return digest
 
 
@@ -333,10 +333,10 @@ class TestAuthAndClient(ServiceTestCase):
         self.assertFalse(service.is_auth_set_needed)
 
     def test_client(self):
-        client = oci_registry.OciClient()
+        client = oci_client.OciClient()
         self.assertIs(client, oci.OciImageService(client=client).client)
         service = oci.OciImageService(client=object(), context='ctx')
-        self.assertIsInstance(service.client, oci_registry.OciClient)
+        self.assertIsInstance(service.client, oci_client.OciClient)
         self.assertIs(service.client, service.client)
 
     def test_loaded_for_oci(self):

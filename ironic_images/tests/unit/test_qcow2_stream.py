@@ -18,7 +18,7 @@ import fixtures
 import zstandard
 
 from ironic_images import exception
-from ironic_images import qcow2_stream
+from ironic_images.sink import qcow2_stream
 from ironic_images.tests import base
 from ironic_images.tests.unit import qcow2_builder as qb
 

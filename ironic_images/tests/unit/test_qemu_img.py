@@ -15,17 +15,17 @@
 import errno
 import json
 import os
-import subprocess
-import sys
 from unittest import mock
 
 import fixtures
 from oslo_concurrency import processutils
 
 from ironic_images import exception
-from ironic_images import inspection
-from ironic_images import qemu_convert
-from ironic_images import qemu_img
+from ironic_images.formats import inspection
+from ironic_images.formats import names as formats
+from ironic_images.qemu import convert as qemu_convert
+from ironic_images.qemu import info as qemu_info
+from ironic_images.qemu import process
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
 
@@ -87,44 +87,31 @@ class QemuImgTestCase(base.TestCase):
 class FormatNamesTestCase(base.TestCase):
 
     def test_fixup(self):
-        self.assertEqual('vpc', qemu_img.fixup_disk_format('vhd'))
-        self.assertEqual('raw', qemu_img.fixup_disk_format('iso'))
-        self.assertEqual('raw', qemu_img.fixup_disk_format('gpt'))
-        self.assertEqual('parallels', qemu_img.fixup_disk_format('ploop'))
-        self.assertEqual('qcow2', qemu_img.fixup_disk_format('qcow2'))
-        self.assertEqual('vhdx', qemu_img.fixup_disk_format('vhdx'))
+        self.assertEqual('vpc', formats.qemu_name('vhd'))
+        self.assertEqual('raw', formats.qemu_name('iso'))
+        self.assertEqual('raw', formats.qemu_name('gpt'))
+        self.assertEqual('parallels', formats.qemu_name('ploop'))
+        self.assertEqual('qcow2', formats.qemu_name('qcow2'))
+        self.assertEqual('vhdx', formats.qemu_name('vhdx'))
 
     def test_from_qemu(self):
-        self.assertEqual('vhd', qemu_img.from_qemu_img_disk_format('vpc'))
+        self.assertEqual('vhd', formats.from_qemu_name('vpc'))
         self.assertEqual('ploop',
-                         qemu_img.from_qemu_img_disk_format('parallels'))
+                         formats.from_qemu_name('parallels'))
         # Not Cinder's inverted map: raw images are not called ISOs.
-        self.assertEqual('raw', qemu_img.from_qemu_img_disk_format('raw'))
-        self.assertEqual('vmdk', qemu_img.from_qemu_img_disk_format('vmdk'))
+        self.assertEqual('raw', formats.from_qemu_name('raw'))
+        self.assertEqual('vmdk', formats.from_qemu_name('vmdk'))
 
 
 class ModulesTestCase(base.TestCase):
 
-    def test_public_names_everywhere(self):
+    def test_public_names_at_the_face(self):
         from ironic_images import image_utils
-        from ironic_images.qemu_img import convert_image
-        self.assertIs(qemu_convert.convert_image, convert_image)
-        self.assertIs(qemu_convert.convert_image, qemu_img.convert_image)
         self.assertIs(qemu_convert.convert_image, image_utils.convert_image)
-        self.assertIs(qemu_img.resize_image, image_utils.resize_image)
-        self.assertRaises(AttributeError, getattr, qemu_img, 'no_such')
-
-    def test_either_module_imported_first(self):
-        # They import each other; a fresh interpreter for each order.
-        for first, second in (('qemu_convert', 'qemu_img'),
-                              ('qemu_img', 'qemu_convert')):
-            code = ('from ironic_images import %s\n'
-                    'from ironic_images import %s\n'
-                    'from ironic_images.qemu_img import convert_image\n'
-                    'assert convert_image is qemu_convert.convert_image\n'
-                    % (first, second))
-            subprocess.run([sys.executable, '-c', code], check=True,
-                           stdin=subprocess.DEVNULL)
+        self.assertIs(qemu_convert.resize_image, image_utils.resize_image)
+        self.assertIs(qemu_info.qemu_img_info, image_utils.qemu_img_info)
+        self.assertIs(process.get_qemu_img_version,
+                      image_utils.get_qemu_img_version)
 
 
 class InfoTestCase(QemuImgTestCase):
@@ -133,7 +120,7 @@ class InfoTestCase(QemuImgTestCase):
         self.config(memory_limit_mb=512, cpu_time_limit_s=7,
                     group='image_convert')
         self.execute.return_value = (info_json(), '')
-        info = qemu_img.qemu_img_info('/img', 'qcow2')
+        info = qemu_info.qemu_img_info('/img', 'qcow2')
         self.assertEqual(4 * MiB, info.virtual_size)
         self.assertEqual('qcow2', info.file_format)
         args, kwargs = self.execute.call_args
@@ -150,67 +137,67 @@ class InfoTestCase(QemuImgTestCase):
         # qemu-img would parse "json:{...}" or "nbd:..." as what to open.
         self.execute.return_value = (info_json(), '')
         name = 'json:{"driver": "file", "filename": "/etc/shadow"}'
-        qemu_img.qemu_img_info(name, 'qcow2')
+        qemu_info.qemu_img_info(name, 'qcow2')
         self.assertEqual(os.path.join(os.getcwd(), name),
                          self.execute.call_args[0][-1])
 
     def test_glance_name_translated(self):
         self.execute.return_value = (info_json('vpc'), '')
-        qemu_img.qemu_img_info('/img', 'vhd')
+        qemu_info.qemu_img_info('/img', 'vhd')
         self.assertIn('vpc', self.execute.call_args[0])
 
     def test_format_required(self):
         for fmt in (None, ''):
             self.assertRaises(exception.ImageUnacceptable,
-                              qemu_img.qemu_img_info, '/img', fmt)
+                              qemu_info.qemu_img_info, '/img', fmt)
         self.execute.assert_not_called()
 
     def test_backing_file_refused(self):
         self.execute.return_value = (info_json(**{
             'backing-filename': '/etc/shadow',
             'full-backing-filename': '/etc/shadow'}), '')
-        e = self.assertRaises(exception.InvalidImage, qemu_img.qemu_img_info,
+        e = self.assertRaises(exception.InvalidImage, qemu_info.qemu_img_info,
                               '/img', 'qcow2', image_href='http://h/i')
-        self.assertIn('backing file check failed', str(e))
+        self.assertIn('backing_file check failed', str(e))
         self.assertIn('http://h/i', str(e))
 
     def test_data_file_refused(self):
         self.execute.return_value = (info_json(**{'format-specific': {
             'type': 'qcow2', 'data': {'data-file': '/dev/sda',
                                       'data-file-raw': False}}}), '')
-        e = self.assertRaises(exception.InvalidImage, qemu_img.qemu_img_info,
+        e = self.assertRaises(exception.InvalidImage, qemu_info.qemu_img_info,
                               '/img', 'qcow2')
-        self.assertIn('data file check failed', str(e))
+        self.assertIn('data_file check failed', str(e))
 
     def test_vmdk_create_types(self):
         self.execute.return_value = (vmdk_json('streamOptimized'), '')
-        qemu_img.qemu_img_info('/img', 'vmdk')
+        qemu_info.qemu_img_info('/img', 'vmdk')
         self.execute.return_value = (vmdk_json('monolithicFlat'), '')
-        e = self.assertRaises(exception.InvalidImage, qemu_img.qemu_img_info,
+        e = self.assertRaises(exception.InvalidImage, qemu_info.qemu_img_info,
                               '/img', 'vmdk')
-        self.assertIn('vmdk create type check failed', str(e))
+        self.assertIn('vmdk_allowed_types check failed', str(e))
         self.assertIn('monolithicFlat', str(e))
         self.config(vmdk_allowed_types=['monolithicFlat'],
                     group='image_format')
-        qemu_img.qemu_img_info('/img', 'vmdk')
+        qemu_info.qemu_img_info('/img', 'vmdk')
 
     def test_vmdk_without_create_type_refused(self):
         self.execute.return_value = (info_json('vmdk'), '')
-        self.assertRaises(exception.InvalidImage, qemu_img.qemu_img_info,
+        self.assertRaises(exception.InvalidImage, qemu_info.qemu_img_info,
                           '/img', 'vmdk')
 
     def test_format_mismatch_refused(self):
         self.execute.return_value = (info_json('raw'), '')
-        e = self.assertRaises(exception.InvalidImage, qemu_img.qemu_img_info,
+        e = self.assertRaises(exception.InvalidImage, qemu_info.qemu_img_info,
                               '/img', 'qcow2')
-        self.assertIn('format check failed', str(e))
+        self.assertIn('format_match check failed', str(e))
 
     def test_failure_reason_masked(self):
         self.execute.side_effect = failure(
             "qemu-img: Could not open 'https://user:s3cret@host/i?sig=abc': "
             "Image is not in qcow2 format")
         e = self.assertRaises(exception.ImageUnacceptable,
-                              qemu_img.qemu_img_info, '/img', 'qcow2')
+                              qemu_info.qemu_img_info, '/img', 'qcow2')
         self.assertNotIsInstance(e, exception.InvalidImage)
         self.assertIn('Image is not in qcow2 format', str(e))
         self.assertNotIn('s3cret', str(e))
@@ -219,19 +206,19 @@ class InfoTestCase(QemuImgTestCase):
     def test_limit_hit(self):
         self.execute.side_effect = failure('', exit_code=-24)
         e = self.assertRaises(exception.ImageUnacceptable,
-                              qemu_img.qemu_img_info, '/img', 'qcow2')
+                              qemu_info.qemu_img_info, '/img', 'qcow2')
         self.assertIn('signal 24', str(e))
 
     def test_missing_binary(self):
         self.execute.side_effect = FileNotFoundError(
             errno.ENOENT, 'No such file', 'qemu-img')
         self.assertRaises(exception.ImageUnacceptable,
-                          qemu_img.qemu_img_info, '/img', 'qcow2')
+                          qemu_info.qemu_img_info, '/img', 'qcow2')
 
     def test_unparsable_output(self):
         self.execute.return_value = ('not json', '')
         e = self.assertRaises(exception.ImageUnacceptable,
-                              qemu_img.qemu_img_info, '/img', 'qcow2')
+                              qemu_info.qemu_img_info, '/img', 'qcow2')
         self.assertIn('cannot parse', str(e))
 
 
@@ -243,7 +230,7 @@ class ConvertTestCase(QemuImgTestCase):
         # the output is what each test says it is.
         self.real_inspect = inspection.inspect_file
         self.inspect = self.useFixture(fixtures.MockPatch(
-            'ironic_images.inspection.inspect_file',
+            'ironic_images.formats.inspection.inspect_file',
             return_value=Detected('raw'))).mock
         self.inspect.side_effect = lambda path, image_href=None: (
             self.real_inspect(path, image_href) if path == self.source
@@ -266,8 +253,8 @@ class ConvertTestCase(QemuImgTestCase):
         return '', ''
 
     def convert(self, out_format='raw', src_format='qcow2', **kwargs):
-        qemu_img.convert_image(self.source, self.dest, out_format,
-                               src_format, **kwargs)
+        qemu_convert.convert_image(self.source, self.dest, out_format,
+                                   src_format, **kwargs)
 
     def test_success(self):
         self.convert()
@@ -423,7 +410,7 @@ class ConvertTestCase(QemuImgTestCase):
 
     def test_dest_directory_missing(self):
         e = self.assertRaises(
-            exception.ImageConvertFailed, qemu_img.convert_image,
+            exception.ImageConvertFailed, qemu_convert.convert_image,
             self.source, os.path.join(self.images_dir, 'no', 'dest'), 'raw',
             'qcow2')
         self.assertIn('cannot create a file', str(e))
@@ -509,7 +496,7 @@ class ResizeTestCase(QemuImgTestCase):
 
     def test_resize(self):
         self.execute.side_effect = [(info_json(), ''), ('', '')]
-        qemu_img.resize_image(self.source, 8 * MiB, 'qcow2')
+        qemu_convert.resize_image(self.source, 8 * MiB, 'qcow2')
         args, kwargs = self.execute.call_args
         self.assertEqual(('qemu-img', 'resize', '-f', 'qcow2', self.source,
                           str(8 * MiB)), args)
@@ -518,19 +505,19 @@ class ResizeTestCase(QemuImgTestCase):
     def test_bad_sizes(self):
         for size in (0, -1, 1.5, '1G', True, None):
             self.assertRaises(exception.ImageConvertFailed,
-                              qemu_img.resize_image, '/img', size, 'qcow2')
+                              qemu_convert.resize_image, '/img', size, 'qcow2')
         self.execute.assert_not_called()
 
     def test_hostile_image_not_resized(self):
         self.execute.return_value = (info_json(**{
             'backing-filename': 'base'}), '')
-        self.assertRaises(exception.InvalidImage, qemu_img.resize_image,
+        self.assertRaises(exception.InvalidImage, qemu_convert.resize_image,
                           self.source, 8 * MiB, 'qcow2')
         self.assertEqual(1, self.execute.call_count)
 
     def test_hostile_image_never_reaches_qemu_img(self):
         write_qcow2(self.source, backing_offset=512)
-        self.assertRaises(exception.InvalidImage, qemu_img.resize_image,
+        self.assertRaises(exception.InvalidImage, qemu_convert.resize_image,
                           self.source, 8 * MiB, 'qcow2')
         self.execute.assert_not_called()
 
@@ -540,7 +527,7 @@ class ResizeTestCase(QemuImgTestCase):
             failure("qemu-img: Use the --shrink option to perform a shrink "
                     "operation.")]
         e = self.assertRaises(exception.ImageConvertFailed,
-                              qemu_img.resize_image, self.source, MiB,
+                              qemu_convert.resize_image, self.source, MiB,
                               'qcow2')
         self.assertIn('--shrink', str(e))
 
@@ -551,46 +538,46 @@ class DieWithParentTestCase(base.TestCase):
         # _die_with_parent runs in the child between fork and exec: a
         # dlopen() there can deadlock on a loader lock another thread of
         # the parent held at fork time. prctl is looked up beforehand.
-        with mock.patch.object(qemu_img.ctypes, 'CDLL', autospec=True,
+        with mock.patch.object(process.ctypes, 'CDLL', autospec=True,
                                side_effect=AssertionError('dlopen in the '
                                                           'child')), \
-                mock.patch.object(qemu_img, '_prctl', autospec=True) as prctl:
-            qemu_img._die_with_parent()
-        prctl.assert_called_once_with(1, qemu_img.signal.SIGKILL)
+                mock.patch.object(process, '_prctl', autospec=True) as prctl:
+            process._die_with_parent()
+        prctl.assert_called_once_with(1, process.signal.SIGKILL)
 
     def test_without_prctl(self):
-        with mock.patch.object(qemu_img, '_prctl', None):
-            qemu_img._die_with_parent()
+        with mock.patch.object(process, '_prctl', None):
+            process._die_with_parent()
 
 
 class VersionTestCase(QemuImgTestCase):
 
     def setUp(self):
         super().setUp()
-        qemu_img._qemu_img_version = None
-        self.addCleanup(setattr, qemu_img, '_qemu_img_version', None)
+        process._qemu_img_version = None
+        self.addCleanup(setattr, process, '_qemu_img_version', None)
 
     def test_parsed_and_cached(self):
         self.execute.return_value = (
             'qemu-img version 7.2.22 (Debian 1:7.2+dfsg-7)\nCopyright', '')
-        self.assertEqual([7, 2, 22], qemu_img.get_qemu_img_version())
-        self.assertEqual([7, 2, 22], qemu_img.get_qemu_img_version())
+        self.assertEqual([7, 2, 22], process.get_qemu_img_version())
+        self.assertEqual([7, 2, 22], process.get_qemu_img_version())
         self.assertEqual(1, self.execute.call_count)
 
     def test_missing(self):
         self.execute.side_effect = FileNotFoundError(errno.ENOENT, 'x')
-        self.assertIsNone(qemu_img.get_qemu_img_version())
+        self.assertIsNone(process.get_qemu_img_version())
         self.execute.side_effect = None
         self.execute.return_value = ('something else', '')
-        self.assertIsNone(qemu_img.get_qemu_img_version())
+        self.assertIsNone(process.get_qemu_img_version())
         self.assertRaises(exception.OperationNotSupported,
-                          qemu_img.check_qemu_img_version, '2.10')
+                          process.check_qemu_img_version, '2.10')
 
     def test_check(self):
         self.execute.return_value = ('qemu-img version 7.2.22\n', '')
-        qemu_img.check_qemu_img_version('2.10')
-        qemu_img.check_qemu_img_version('7.2.22')
+        process.check_qemu_img_version('2.10')
+        process.check_qemu_img_version('7.2.22')
         e = self.assertRaises(exception.OperationNotSupported,
-                              qemu_img.check_qemu_img_version, '8.0')
+                              process.check_qemu_img_version, '8.0')
         self.assertIn('8.0', str(e))
         self.assertIn('7.2.22', str(e))

@@ -19,9 +19,9 @@ import requests
 import requests_mock.contrib.fixture
 
 from ironic_images import exception
-from ironic_images import resumable
 from ironic_images.tests import base
-from ironic_images import transfer
+from ironic_images.transfer import pipeline
+from ironic_images.transfer import resumable
 
 URL = 'http://example.com/disk.img'
 DATA = bytes(range(256)) * 40  # 10240 bytes
@@ -93,7 +93,8 @@ class ResumableTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.sleep = self.useFixture(
-            fixtures.MockPatch('ironic_images.resumable.time.sleep')).mock
+            fixtures.MockPatch(
+                'ironic_images.transfer.resumable.time.sleep')).mock
         self.mocker = self.useFixture(
             requests_mock.contrib.fixture.Fixture())
         self.session = requests.Session()
@@ -139,7 +140,7 @@ class ResumableTestCase(base.TestCase):
         while True:
             try:
                 count = source.readinto(buffer)
-            except transfer.RestartTransfer:
+            except pipeline.RestartTransfer:
                 restarts += 1
                 data.clear()
                 continue

@@ -20,9 +20,9 @@ import threading
 import time
 
 from ironic_images import exception
-from ironic_images import file_writer
 from ironic_images.tests import base
-from ironic_images import transfer
+from ironic_images.transfer import file_writer
+from ironic_images.transfer import pipeline
 
 HREF = 'http://images.example.com/x.img'
 
@@ -115,7 +115,7 @@ class StreamTestCase(TransferTestCase):
         collector = Collector()
         sha512 = hashlib.sha512()
         out = io.BytesIO()
-        result = transfer.stream(
+        result = pipeline.stream(
             io.BytesIO(data),
             [sha256, collector, file_writer.FileWriter(out), sha512],
             HREF, chunk_size=4096)
@@ -129,7 +129,7 @@ class StreamTestCase(TransferTestCase):
 
     def test_stages_run_in_their_own_threads(self):
         first, second = Collector(), Collector()
-        transfer.stream(io.BytesIO(_data(10000)), [first, second], HREF,
+        pipeline.stream(io.BytesIO(_data(10000)), [first, second], HREF,
                         chunk_size=1000)
         me = threading.get_ident()
         self.assertEqual(1, len(first.threads))
@@ -142,13 +142,13 @@ class StreamTestCase(TransferTestCase):
         # chunk exactly as read, never one overwritten by a later read.
         data = _data(64 * 1024)
         fast, slow = Collector(), Collector(delay=0.001)
-        transfer.stream(io.BytesIO(data), [fast, slow], HREF,
+        pipeline.stream(io.BytesIO(data), [fast, slow], HREF,
                         chunk_size=1024)
         self.assertEqual(data, fast.data)
         self.assertEqual(data, slow.data)
 
     def test_no_stages(self):
-        result = transfer.stream(io.BytesIO(b'x' * 5000), [], HREF,
+        result = pipeline.stream(io.BytesIO(b'x' * 5000), [], HREF,
                                  chunk_size=1000)
         self.assertEqual(5000, result.size)
 
@@ -156,7 +156,7 @@ class StreamTestCase(TransferTestCase):
         self.config(chunk_size=64 * 1024, group='download')
         collector = Collector()
         data = _data(200 * 1024)
-        transfer.stream(io.BytesIO(data), [collector], HREF)
+        pipeline.stream(io.BytesIO(data), [collector], HREF)
         self.assertEqual([64 * 1024] * 3 + [8 * 1024],
                          [len(c) for c in collector.chunks])
         self.assertEqual(data, collector.data)
@@ -164,7 +164,7 @@ class StreamTestCase(TransferTestCase):
     def test_expected_size_exact(self):
         data = _data(3000)
         collector = Collector()
-        result = transfer.stream(io.BytesIO(data), [collector], HREF,
+        result = pipeline.stream(io.BytesIO(data), [collector], HREF,
                                  expected_size=3000, chunk_size=1024)
         self.assertEqual(3000, result.size)
         self.assertEqual(data, collector.data)
@@ -172,7 +172,7 @@ class StreamTestCase(TransferTestCase):
     def test_expected_size_short(self):
         collector = Collector()
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream,
+                                pipeline.stream,
                                 io.BytesIO(_data(1000)), [collector], HREF,
                                 expected_size=1500, chunk_size=256)
         self.assertIn('received 1000 bytes, expected 1500', str(exc))
@@ -182,7 +182,7 @@ class StreamTestCase(TransferTestCase):
     def test_expected_size_long(self):
         collector = Collector()
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream,
+                                pipeline.stream,
                                 io.BytesIO(_data(2000)), [collector], HREF,
                                 expected_size=1500, chunk_size=256)
         self.assertIn('1500', str(exc))
@@ -195,22 +195,22 @@ class StreamTestCase(TransferTestCase):
         # expected_size below chunk_size shrinks the buffers: one more byte
         # than expected must still be caught.
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream,
+                                pipeline.stream,
                                 io.BytesIO(b'abcdefghijk'), [Collector()],
                                 HREF, expected_size=10)
         self.assertIn('10', str(exc))
 
     def test_expected_size_zero(self):
-        self.assertEqual(0, transfer.stream(io.BytesIO(b''), [Collector()],
+        self.assertEqual(0, pipeline.stream(io.BytesIO(b''), [Collector()],
                                             HREF, expected_size=0).size)
-        self.assertRaises(exception.ImageDownloadFailed, transfer.stream,
+        self.assertRaises(exception.ImageDownloadFailed, pipeline.stream,
                           io.BytesIO(b'x'), [Collector()], HREF,
                           expected_size=0)
 
     def test_max_size(self):
         collector = Collector()
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream,
+                                pipeline.stream,
                                 io.BytesIO(_data(1000)), [collector], HREF,
                                 max_size=300, chunk_size=64)
         self.assertIn('300', str(exc))
@@ -220,7 +220,7 @@ class StreamTestCase(TransferTestCase):
     def test_max_size_not_reached(self):
         data = _data(300)
         collector = Collector()
-        result = transfer.stream(io.BytesIO(data), [collector], HREF,
+        result = pipeline.stream(io.BytesIO(data), [collector], HREF,
                                  max_size=300, chunk_size=64)
         self.assertEqual(300, result.size)
         self.assertEqual(data, collector.data)
@@ -228,7 +228,7 @@ class StreamTestCase(TransferTestCase):
     def test_max_size_applies_with_expected_size(self):
         # A source that declares more than max_size is still refused.
         collector = Collector()
-        self.assertRaises(exception.ImageDownloadFailed, transfer.stream,
+        self.assertRaises(exception.ImageDownloadFailed, pipeline.stream,
                           io.BytesIO(_data(1000)), [collector], HREF,
                           expected_size=1000, max_size=300, chunk_size=64)
         self.assertLessEqual(len(collector.data), 300)
@@ -238,7 +238,7 @@ class StreamTestCase(TransferTestCase):
                             after=2)
         before, after = Collector(), Collector()
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream,
+                                pipeline.stream,
                                 io.BytesIO(_data(100 * 1024)),
                                 [before, full, after], HREF,
                                 chunk_size=1024)
@@ -255,7 +255,7 @@ class StreamTestCase(TransferTestCase):
                                              algorithm='sha256',
                                              expected='a', actual='b')
         exc = self.assertRaises(exception.ImageChecksumError,
-                                transfer.stream, io.BytesIO(_data(5000)),
+                                pipeline.stream, io.BytesIO(_data(5000)),
                                 [FailingStage(error)], HREF,
                                 chunk_size=1000)
         self.assertIs(error, exc)
@@ -263,7 +263,7 @@ class StreamTestCase(TransferTestCase):
 
     def test_stage_raises_other_error(self):
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream, io.BytesIO(_data(5000)),
+                                pipeline.stream, io.BytesIO(_data(5000)),
                                 [FailingStage(ValueError('bad chunk'))],
                                 HREF, chunk_size=1000)
         self.assertIn('ValueError: bad chunk', str(exc))
@@ -275,7 +275,7 @@ class StreamTestCase(TransferTestCase):
                 raise OSError(errno.EIO, 'Input/output error')
 
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream, io.BytesIO(b'abc'),
+                                pipeline.stream, io.BytesIO(b'abc'),
                                 [Finisher()], HREF)
         self.assertIn('Input/output error', str(exc))
         self.assertNoThreadLeft()
@@ -286,7 +286,7 @@ class StreamTestCase(TransferTestCase):
         source = FailingSource(
             data, OSError(errno.ECONNRESET, 'Connection reset by peer'))
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream, source, [collector], HREF,
+                                pipeline.stream, source, [collector], HREF,
                                 chunk_size=1000)
         self.assertIn('Connection reset by peer', str(exc))
         # Stages stop at the first failure: at most what was read.
@@ -295,14 +295,14 @@ class StreamTestCase(TransferTestCase):
 
     def test_source_raises_our_exception(self):
         error = exception.TemporaryFailure(image_href=HREF, reason='503')
-        exc = self.assertRaises(exception.TemporaryFailure, transfer.stream,
+        exc = self.assertRaises(exception.TemporaryFailure, pipeline.stream,
                                 FailingSource(b'x' * 10, error),
                                 [Collector()], HREF, chunk_size=4)
         self.assertIs(error, exc)
         self.assertNoThreadLeft()
 
     def test_source_keyboard_interrupt(self):
-        self.assertRaises(KeyboardInterrupt, transfer.stream,
+        self.assertRaises(KeyboardInterrupt, pipeline.stream,
                           FailingSource(b'x' * 10, KeyboardInterrupt()),
                           [Collector(), hashlib.sha256()], HREF,
                           chunk_size=4)
@@ -313,7 +313,7 @@ class StreamTestCase(TransferTestCase):
         cancel.set()
         collector = Collector()
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream, io.BytesIO(_data(5000)),
+                                pipeline.stream, io.BytesIO(_data(5000)),
                                 [collector], HREF, cancel=cancel,
                                 chunk_size=1000)
         self.assertIn('cancelled', str(exc))
@@ -329,7 +329,7 @@ class StreamTestCase(TransferTestCase):
                 cancel.set()
 
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream, io.BytesIO(_data(10000)),
+                                pipeline.stream, io.BytesIO(_data(10000)),
                                 [collector], HREF, cancel=cancel,
                                 progress=progress, chunk_size=1000)
         self.assertIn('cancelled', str(exc))
@@ -338,7 +338,7 @@ class StreamTestCase(TransferTestCase):
 
     def test_progress(self):
         calls = []
-        transfer.stream(io.BytesIO(_data(10000)), [Collector()], HREF,
+        pipeline.stream(io.BytesIO(_data(10000)), [Collector()], HREF,
                         expected_size=10000, chunk_size=999,
                         progress=lambda done, total: calls.append(
                             (done, total)))
@@ -351,7 +351,7 @@ class StreamTestCase(TransferTestCase):
 
     def test_progress_unknown_total(self):
         calls = []
-        transfer.stream(io.BytesIO(b'x' * 2500), [], HREF, chunk_size=1000,
+        pipeline.stream(io.BytesIO(b'x' * 2500), [], HREF, chunk_size=1000,
                         progress=lambda done, total: calls.append(
                             (done, total)))
         self.assertEqual([(1000, None), (2000, None), (2500, None)], calls)
@@ -361,7 +361,7 @@ class StreamTestCase(TransferTestCase):
             raise RuntimeError('display gone')
 
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream, io.BytesIO(b'x' * 2500),
+                                pipeline.stream, io.BytesIO(b'x' * 2500),
                                 [Collector()], HREF, chunk_size=1000,
                                 progress=progress)
         self.assertIn('display gone', str(exc))
@@ -371,7 +371,7 @@ class StreamTestCase(TransferTestCase):
         collector = Collector()
         sha = hashlib.sha256()
         calls = []
-        result = transfer.stream(io.BytesIO(b''), [sha, collector], HREF,
+        result = pipeline.stream(io.BytesIO(b''), [sha, collector], HREF,
                                  progress=lambda *a: calls.append(a))
         self.assertEqual(0, result.size)
         self.assertEqual(b'', collector.data)
@@ -383,7 +383,7 @@ class StreamTestCase(TransferTestCase):
         data = _data(1000)
         collector = Collector()
         sha = hashlib.sha256()
-        result = transfer.stream(io.BytesIO(data), [sha, collector], HREF,
+        result = pipeline.stream(io.BytesIO(data), [sha, collector], HREF,
                                  chunk_size=1)
         self.assertEqual(1000, result.size)
         self.assertEqual(1000, len(collector.chunks))
@@ -397,7 +397,7 @@ class StreamTestCase(TransferTestCase):
             f.write(data)
         dest = os.path.join(self.images_dir, 'dest')
         with open(path, 'rb', buffering=0) as src, open(dest, 'wb') as out:
-            transfer.stream(src, [file_writer.FileWriter(out)], HREF,
+            pipeline.stream(src, [file_writer.FileWriter(out)], HREF,
                             expected_size=len(data), chunk_size=65536)
         with open(dest, 'rb') as f:
             self.assertEqual(data, f.read())
@@ -419,7 +419,7 @@ class IterableSourceTestCase(TransferTestCase):
             if index % 5 == 0:
                 mixed.append(b'')
         collector = Collector()
-        result = transfer.stream(transfer.IterableSource(mixed), [collector],
+        result = pipeline.stream(pipeline.IterableSource(mixed), [collector],
                                  HREF, expected_size=len(data),
                                  chunk_size=777)
         self.assertEqual(len(data), result.size)
@@ -428,7 +428,7 @@ class IterableSourceTestCase(TransferTestCase):
         self.assertEqual({777}, {len(c) for c in collector.chunks[:-1]})
 
     def test_readinto_directly(self):
-        source = transfer.IterableSource([b'abc', b'', b'defgh'])
+        source = pipeline.IterableSource([b'abc', b'', b'defgh'])
         buffer = bytearray(4)
         self.assertEqual(3, source.readinto(buffer))
         self.assertEqual(b'abc', bytes(buffer[:3]))
@@ -440,7 +440,7 @@ class IterableSourceTestCase(TransferTestCase):
         self.assertEqual(0, source.readinto(buffer))
 
     def test_empty_iterable(self):
-        self.assertEqual(0, transfer.stream(transfer.IterableSource([]),
+        self.assertEqual(0, pipeline.stream(pipeline.IterableSource([]),
                                             [Collector()], HREF).size)
 
     def test_generator_raising(self):
@@ -449,8 +449,8 @@ class IterableSourceTestCase(TransferTestCase):
             raise ConnectionResetError(errno.ECONNRESET, 'reset')
 
         exc = self.assertRaises(exception.ImageDownloadFailed,
-                                transfer.stream,
-                                transfer.IterableSource(chunks()),
+                                pipeline.stream,
+                                pipeline.IterableSource(chunks()),
                                 [Collector()], HREF, chunk_size=10)
         self.assertIn('Connection reset by peer', str(exc))
         self.assertNoThreadLeft()

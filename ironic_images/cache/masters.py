@@ -32,79 +32,60 @@ import time
 
 from oslo_log import log as logging
 from oslo_utils import units
-from oslo_utils import uuidutils
 
-from ironic_images._i18n import _
-from ironic_images import cache_eviction
-from ironic_images import exception
-from ironic_images import fileutils
+from ironic_images.cache import eviction as cache_eviction
+from ironic_images.common import fileutils
 from ironic_images import image_service
 
 LOG = logging.getLogger(__name__)
 
 META_VERSION = 1
-KIND_GLANCE = 'glance'
-KIND_OCI = 'oci'
-KIND_URL = 'url'
-# Their content never changes: no revalidation.
-IMMUTABLE_KINDS = (KIND_GLANCE, KIND_OCI)
 # A link cannot be made: another filesystem, not allowed, too many links.
 _CANNOT_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 _NO_COPY_FILE_RANGE = (errno.EXDEV, errno.EINVAL, errno.ENOSYS,
                        errno.EOPNOTSUPP)
 _COPY_CHUNK = 8 * units.Mi
-_FINGERPRINT_KEYS = ('size', 'updated_at', 'checksum', 'digest',
-                     'os_hash_value')
 _REQUIRED = {'validated_at': (int, float), 'formats': list,
              'checksums': list, 'size': int}
 _UNSAFE = re.compile(r'[^A-Za-z0-9_.-]')
 
 Source = collections.namedtuple(
-    'Source', ['kind', 'name', 'href', 'service', 'properties'])
+    'Source', ['kind', 'name', 'href', 'service', 'properties', 'immutable'])
 Source.__doc__ = """An image as the cache sees it.
 
-:ivar kind: ``KIND_GLANCE``, ``KIND_OCI`` or ``KIND_URL``.
+:ivar kind: the scheme of the href it was asked by (``glance``, ``oci``,
+    ``https``...).
 :ivar name: the name of its master (without ``.raw``).
 :ivar href: what to download (an OCI tag resolved to a digest).
 :ivar service: its driver.
-:ivar properties: what is known of it already (OCI), or None.
+:ivar properties: what is known of it already, or None.
+:ivar immutable: its content never changes under ``name``: no
+    revalidation.
 """
 
 
 def identify(href, ctx=None, image_auth_data=None, cpu_arch=None):
-    """Tell which master an image has.
+    """Tell which master an image has, through its driver's contract.
 
     :param href: the image.
     :param ctx: the request context, or None.
     :param image_auth_data: credentials for the driver, or None.
     :param cpu_arch: for an OCI index, the architecture to pick, or None.
     :returns: a :class:`Source`.
-    :raises: UnknownImageService; for ``oci://``, what
-        ``identify_specific_image`` raises, and ImageNotFound when no
-        artifact matches.
+    :raises: UnknownImageService; what the driver's ``resolve`` raises
+        (ImageNotFound when no artifact matches ``cpu_arch``).
     """
     service = image_service.get_image_service(href, context=ctx)
-    scheme = image_service.image_scheme(href)
-    if scheme == image_service.OCI_SCHEME:
-        if image_auth_data is not None and service.is_auth_set_needed:
-            service.set_image_auth(href, image_auth_data)
-        artifact = service.identify_specific_image(href, cpu_arch=cpu_arch)
-        if not artifact:
-            raise exception.ImageNotFound(
-                image_href=href,
-                reason=_('no artifact matches architecture %s')
-                % (cpu_arch or _('any')))
-        name = 'oci-' + _UNSAFE.sub('-', artifact[
-            'image_container_blob_digest'])
-        return Source(KIND_OCI, name, artifact['oci_image_manifest_url'],
-                      service, {'size': artifact.get('image_size')})
-    if scheme == image_service.GLANCE_SCHEME:
-        image_id = href.strip().rstrip('/').rpartition('/')[2]
-        if uuidutils.is_uuid_like(image_id):
-            return Source(KIND_GLANCE, 'glance-' + _UNSAFE.sub('-', image_id),
-                          href, service, None)
+    if image_auth_data is not None and service.is_auth_set_needed:
+        service.set_image_auth(href, image_auth_data)
+    resolved = service.resolve(href, cpu_arch=cpu_arch)
+    kind = image_service.image_scheme(href)
+    if resolved.content_key:
+        return Source(kind, _UNSAFE.sub('-', resolved.content_key),
+                      resolved.href, service, resolved.properties, True)
     name = 'url-' + hashlib.sha256(href.encode('utf-8')).hexdigest()
-    return Source(KIND_URL, name, href, service, None)
+    return Source(kind, name, resolved.href, service, resolved.properties,
+                  False)
 
 
 def meta_path(master):
@@ -164,60 +145,34 @@ def write_meta(master, meta, durable):
         raise
 
 
-def fingerprint(properties):
-    """What tells versions apart in ``show()``, for mutable schemes.
-
-    :param properties: what the driver's ``show()`` returned.
-    :returns: a string, or None when nothing but the size is known (the
-        size alone does not tell a new version).
-    """
-    extra = properties.get('properties') or {}
-    values = {key: properties.get(key) for key in _FINGERPRINT_KEYS}
-    values['etag'] = extra.get('etag') if isinstance(extra, dict) else None
-    if not any(values[key] for key in values if key != 'size'):
-        return None
-    return json.dumps(values, sort_keys=True, default=str)
-
-
-def validators(kind, service, properties):
+def validators(source, properties):
     """How a master of an image will be revalidated.
 
-    :param kind: the kind of source (``KIND_*``).
-    :param service: its driver.
+    :param source: the image, as :func:`identify` returns it.
     :param properties: what the driver's ``show()`` returned.
-    :returns: ``(etag, last_modified, fingerprint)``; None when the image
-        must not be cached: ``no_cache``, or nothing to revalidate it by.
+    :returns: a dict of ``etag``, ``last_modified`` and ``fingerprint``
+        (all None for immutable content); None when the image must not be
+        cached: ``no_cache``, or nothing to revalidate it by.
     """
     if properties.get('no_cache'):
         return None
-    if kind in IMMUTABLE_KINDS:
-        return None, None, None
-    if hasattr(service, 'is_unchanged'):
-        extra = properties.get('properties') or {}
-        etag, last_modified = extra.get('etag'), extra.get('last_modified')
-        return (etag, last_modified, None) if etag or last_modified else None
-    value = fingerprint(properties)
-    return (None, None, value) if value else None
+    if source.immutable:
+        return {'etag': None, 'last_modified': None, 'fingerprint': None}
+    return source.service.cache_validators(properties)
 
 
-def unchanged(service, href, meta):
+def unchanged(source, meta):
     """Ask the source whether a master is still current.
 
-    :param service: the image's driver.
-    :param href: the image.
+    :param source: the image, as :func:`identify` returns it.
     :param meta: the master's sidecar.
     :returns: True when the source says the image did not change.
     :raises: what the driver raises.
     """
-    if (meta.get('etag') or meta.get('last_modified')) and hasattr(
-            service, 'is_unchanged'):
-        return service.is_unchanged(href, etag=meta.get('etag'),
-                                    last_modified=meta.get('last_modified'))
-    if meta.get('fingerprint'):
-        properties = service.show(href)
-        return (not properties.get('no_cache')
-                and fingerprint(properties) == meta['fingerprint'])
-    return False
+    return source.service.is_unchanged(
+        source.href, etag=meta.get('etag'),
+        last_modified=meta.get('last_modified'),
+        fingerprint=meta.get('fingerprint'))
 
 
 class HandOut:

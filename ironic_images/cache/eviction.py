@@ -35,8 +35,8 @@ import time
 from oslo_log import log as logging
 from oslo_utils import units
 
-from ironic_images import cache_locks
-from ironic_images import fileutils
+from ironic_images.cache import locks as cache_locks
+from ironic_images.common import fileutils
 
 LOG = logging.getLogger(__name__)
 

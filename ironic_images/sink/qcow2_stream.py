@@ -44,7 +44,7 @@ import tempfile
 
 from ironic_images._i18n import _
 from ironic_images import exception
-from ironic_images import qcow2_inflate
+from ironic_images.sink import qcow2_inflate
 
 MAGIC = b'QFI\xfb'
 #: Bytes of the stream :func:`streamable_header` needs (a version 3 header

@@ -32,9 +32,9 @@ import requests.adapters
 import tenacity
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import masking
 
 LOG = logging.getLogger(__name__)
 # Every HTTP request of the library goes through requests and urllib3.

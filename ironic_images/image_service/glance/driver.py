@@ -25,16 +25,16 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from ironic_images._i18n import _
-from ironic_images import checksum_utils
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import file_writer
-from ironic_images import glance_client
-from ironic_images import glance_metadata
 from ironic_images.image_service import base
+from ironic_images.image_service import checksum_files
 from ironic_images.image_service import file as file_service
-from ironic_images import resumable
-from ironic_images import transfer
+from ironic_images.image_service.glance import client as glance_client
+from ironic_images.image_service.glance import metadata as glance_metadata
+from ironic_images.transfer import file_writer
+from ironic_images.transfer import pipeline
+from ironic_images.transfer import resumable
 
 LOG = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class GlanceImageService(base.BaseImageService):
         [glance] auth.
     """
 
+    reports_progress = True
+
     def __init__(self, client=None, context=None):
         super().__init__(client=client, context=context)
         self._glance = glance_client.GlanceClient(client, context)
@@ -139,6 +141,23 @@ class GlanceImageService(base.BaseImageService):
         image = self._image(image_href)
         glance_metadata.require_active(image, image_href)
         return glance_metadata.translate(image)
+
+    def resolve(self, image_href, cpu_arch=None):
+        """Name an image: its id, whose data never changes.
+
+        Glance is asked (:meth:`show`, as the caller) every time: an
+        image can be deleted or deactivated, and a caller may not be
+        allowed to see it, even when its data is cached.
+
+        :param image_href: a UUID or ``glance://`` href.
+        :param cpu_arch: unused.
+        :returns: a :class:`~ironic_images.image_service.base.ResolvedImage`
+            keyed ``glance-<id>``.
+        :raises: as :meth:`show`.
+        """
+        properties = self.show(image_href)
+        return base.ResolvedImage(image_href, properties,
+                                  'glance-' + parse_image_id(image_href))
 
     def get_image(self, image_href, include_locations=False, context=None):
         """Return the properties of an image, whatever its status.
@@ -310,6 +329,7 @@ class GlanceImageService(base.BaseImageService):
         :param checksum: an extra expected checksum, or None.
         :param checksum_algo: the algorithm of a bare-hex ``checksum``.
         :param progress: ``progress(done, total)`` callback, or None.
+        :returns: the checksum verified, ``algo:hex``, or None.
         :raises: ImageNotFound, ImageNotAuthorized, ImageUnacceptable (not
             active), ImageDownloadFailed (no data, a short or failed
             transfer), ImageChecksumError, ImageChecksumAlgorithmFailure,
@@ -324,7 +344,7 @@ class GlanceImageService(base.BaseImageService):
             raise exception.ImageDownloadFailed(
                 image_href=image_href, reason=_('the image has no data'))
         own = glance_metadata.own_checksum(image, image_href)
-        extra = checksum_utils.resolve_checksum(checksum, checksum_algo,
+        extra = checksum_files.resolve_checksum(checksum, checksum_algo,
                                                 image_href)
         expected = [c for c in (own, extra) if c is not None]
         if extra is not None and own is not None and extra == own:
@@ -339,6 +359,7 @@ class GlanceImageService(base.BaseImageService):
         else:
             LOG.warning('Image %s has no checksum in Glance; only its size '
                         'was verified', image_href)
+        return self._transfer_verified_checksum
 
     def _stream(self, image, image_file, expected, size, progress,
                 image_href):
@@ -360,9 +381,9 @@ class GlanceImageService(base.BaseImageService):
             response, lambda headers: client.reopen(path, image_href,
                                                     headers),
             image_href)
-        hashers = [transfer.Hasher(c.algorithm) for c in expected]
+        hashers = [pipeline.Hasher(c.algorithm) for c in expected]
         try:
-            result = transfer.stream(source, hashers + [file_writer.FileWriter(
+            result = pipeline.stream(source, hashers + [file_writer.FileWriter(
                 image_file)], image_href, expected_size=size,
                 progress=progress)
         finally:

@@ -10,42 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Temp files and directories, and images fetched once for a block."""
+"""Images fetched once for a block of work, as in Cinder."""
 
 import contextlib
-import os
-import tempfile
 
-from ironic_images.conf import CONF
-from ironic_images import fileutils
-
-
-@contextlib.contextmanager
-def temporary_file(suffix='', prefix='tmp', **kwargs):
-    """A temp file in ``[DEFAULT]tempdir``, removed at the end.
-
-    :param suffix: the end of its name.
-    :param prefix: the start of its name.
-    :param kwargs: ignored (for Cinder compatibility).
-    :returns: a context manager yielding the path.
-    """
-    fd, path = tempfile.mkstemp(suffix=suffix, prefix=prefix,
-                                dir=CONF.tempdir)
-    os.close(fd)
-    try:
-        yield path
-    finally:
-        fileutils.remove_quietly(path)
-
-
-@contextlib.contextmanager
-def temporary_dir():
-    """A temp directory in ``[DEFAULT]tempdir``, removed with its files.
-
-    :returns: a context manager yielding the path.
-    """
-    with tempfile.TemporaryDirectory(dir=CONF.tempdir) as path:
-        yield path
+from ironic_images.common import tempfiles
+from ironic_images.fetch import fetcher
 
 
 class TemporaryImages:
@@ -102,12 +72,10 @@ class TemporaryImages:
         registries = {cls.for_image_service(image_service),
                       cls.for_image_service(None)}
         user = _user(context)
-        # Imported here: image_fetch uses this module's registry.
-        from ironic_images import image_fetch
-
-        with temporary_file(prefix='image_fetch_', suffix=suffix) as path:
-            image_fetch.fetch_verify_image(context, image_href, path,
-                                           **kwargs)
+        with tempfiles.temporary_file(prefix='image_fetch_',
+                                      suffix=suffix) as path:
+            fetcher.fetch_verify_image(context, image_href, path,
+                                       **kwargs)
             for registry in registries:
                 registry.temporary_images.setdefault(
                     user, {})[image_href] = path

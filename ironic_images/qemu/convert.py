@@ -30,11 +30,13 @@ from oslo_log import log as logging
 import tenacity
 
 from ironic_images._i18n import _
+from ironic_images.common import fileutils
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import fileutils
-from ironic_images import inspection
-from ironic_images import qemu_img
+from ironic_images.formats import inspection
+from ironic_images.formats import names as formats
+from ironic_images.qemu import info as qemu_info
+from ironic_images.qemu import process
 
 LOG = logging.getLogger(__name__)
 
@@ -49,21 +51,10 @@ _OUTPUT_SUBFORMATS = {
     'vhdx': ('dynamic', 'fixed'),
 }
 
-# What the format inspector may call a correct output of each format. A
-# raw disk that starts with a partition table or an ISO 9660 volume is
-# still raw; anything else (a raw output that looks like qcow2, say) means
-# the guest data could be mistaken for an image header later, and is
-# refused.
-_EXPECTED_DETECTION = {
-    'raw': ('raw', 'gpt', 'iso'),
-    'qcow2': ('qcow2',),
-    'vmdk': ('vmdk',),
-    'vpc': ('vhd',),
-    'vhdx': ('vhdx',),
-}
 # A fixed VHD is raw data followed by a footer that the inspector does not
 # read, so it is detected as what the raw data looks like.
-_EXPECTED_DETECTION_FIXED_VHD = _EXPECTED_DETECTION['raw'] + ('vhd',)
+_FIXED_VHD = ('vpc', 'fixed')
+
 
 # Messages of failures that may pass: the host was short of memory or of
 # threads at that moment (qemu prints strerror(ENOMEM) / strerror(EAGAIN)).
@@ -123,7 +114,7 @@ def _convert_command(source, part, src_format, out_format, out_subformat):
     # flushes) is used and we fsync at the end.
     if _supports_direct_io(os.path.dirname(part)):
         cmd += ['-t', 'none']
-    return cmd + [qemu_img.local_path(source), part]
+    return cmd + [process.local_path(source), part]
 
 
 def _is_transient(error):
@@ -143,11 +134,11 @@ def _run_conversion(cmd):
         before_sleep=lambda state: LOG.warning(
             'qemu-img convert failed (attempt %(n)d), retrying: %(err)s',
             {'n': state.attempt_number,
-             'err': qemu_img.failure_reason(state.outcome.exception())}),
+             'err': process.failure_reason(state.outcome.exception())}),
         reraise=True)
     # Conversions get the memory cap only: their CPU time grows with the
     # image, so any fixed CPU cap would fail a big enough legitimate image.
-    retrying(qemu_img.execute, *cmd, cpu_time=False)
+    retrying(process.execute, *cmd, cpu_time=False)
 
 
 def check_output(part, qemu_out, out_subformat, image_href):
@@ -170,10 +161,9 @@ def check_output(part, qemu_out, out_subformat, image_href):
         raise exception.ImageConvertFailed(
             image_href=image_href,
             reason=_('the output failed inspection: %s') % e)
-    if qemu_out == 'vpc' and out_subformat == 'fixed':
-        expected = _EXPECTED_DETECTION_FIXED_VHD
-    else:
-        expected = _EXPECTED_DETECTION[qemu_out]
+    expected = formats.detected_as(qemu_out)
+    if (qemu_out, out_subformat) == _FIXED_VHD:
+        expected += formats.detected_as('raw')
     if detected.format not in expected:
         # No format when several matched (say, an ISO with a qcow2 header).
         found = detected.format or '+'.join(
@@ -183,7 +173,7 @@ def check_output(part, qemu_out, out_subformat, image_href):
             reason=_('the output was detected as %(found)s, not '
                      '%(expected)s') % {
                 'found': found,
-                'expected': qemu_img.from_qemu_img_disk_format(qemu_out)})
+                'expected': formats.from_qemu_name(qemu_out)})
 
 
 def _validate_convert_args(src_format, out_format, out_subformat,
@@ -197,7 +187,7 @@ def _validate_convert_args(src_format, out_format, out_subformat,
                  'it'))
     # Named before translation: "iso" would become raw, which is not what
     # a caller asking for an ISO means.
-    qemu_out = qemu_img.fixup_disk_format(out_format)
+    qemu_out = formats.qemu_name(out_format)
     if out_format not in _OUTPUT_SUBFORMATS and out_format != 'vhd':
         refuse(_('output format %(fmt)s is not supported (supported: '
                  '%(supported)s)') % {
@@ -209,7 +199,7 @@ def _validate_convert_args(src_format, out_format, out_subformat,
                  '%(supported)s)') % {
             'sub': out_subformat, 'fmt': out_format,
             'supported': ', '.join(subformats) if subformats else _('none')})
-    return qemu_img.fixup_disk_format(src_format), qemu_out
+    return formats.qemu_name(src_format), qemu_out
 
 
 def convert_image(source, dest, out_format, src_format, out_subformat=None,
@@ -253,8 +243,8 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
     qemu_src, qemu_out = _validate_convert_args(
         src_format, out_format, out_subformat, image_href)
     if source_info is None:
-        qemu_src = qemu_img.check_source(source, src_format, image_href)
-        qemu_img.qemu_img_info(source, qemu_src, image_href=image_href)
+        qemu_src = qemu_info.check_source(source, src_format, image_href)
+        qemu_info.qemu_img_info(source, qemu_src, image_href=image_href)
 
     try:
         part = fileutils.part_path(dest)
@@ -273,7 +263,7 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
             raise exception.ImageConvertFailed(
                 image_href=image_href,
                 reason=_('qemu-img convert failed: %s')
-                % qemu_img.failure_reason(e))
+                % process.failure_reason(e))
         check_output(part, qemu_out, out_subformat, image_href)
         try:
             _fsync(part)
@@ -298,3 +288,43 @@ def _fsync(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def resize_image(source, size, file_format, image_href=None):
+    """Change the virtual size of an image in place.
+
+    The image passes the safety gate (as in :func:`convert_image`) and
+    :func:`ironic_images.qemu.info.qemu_img_info` first, then
+    ``qemu-img resize -f FORMAT`` runs under the caps. Shrinking is
+    refused by qemu-img (no ``--shrink``), so no data is cut off.
+
+    :param source: the image file.
+    :param size: the new virtual size in bytes.
+    :param file_format: its format (Glance or qemu-img name); required.
+    :param image_href: the image's href, for messages (default:
+        ``source``).
+    :raises: ImageConvertFailed when the size is not a positive integer or
+        qemu-img fails.
+    :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
+        safety gate and :func:`ironic_images.qemu.info.qemu_img_info`.
+    """
+    image_href = image_href or source
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('cannot resize to %r: the size must be a positive '
+                     'number of bytes') % (size,))
+    if not file_format:
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('the image format must be given; qemu-img never '
+                     'guesses it'))
+    qemu_format = qemu_info.check_source(source, file_format, image_href)
+    qemu_info.qemu_img_info(source, qemu_format, image_href=image_href)
+    try:
+        process.execute('resize', '-f', qemu_format,
+                        process.local_path(source), str(size))
+    except (processutils.ProcessExecutionError, OSError) as e:
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('qemu-img resize failed: %s') % process.failure_reason(e))

@@ -21,8 +21,8 @@ image at all, active, its checksum) is read here too.
 from oslo_utils import timeutils
 
 from ironic_images._i18n import _
-from ironic_images import checksum_utils
 from ironic_images import exception
+from ironic_images.transfer import checksums
 
 # Attributes of the Glance v2 image schema; anything else is a user
 # property.
@@ -182,9 +182,9 @@ def own_checksum(image, image_href):
         InvalidChecksum for a malformed value.
     """
     if image.get('os_hash_algo') and image.get('os_hash_value'):
-        return checksum_utils.parse_checksum(
+        return checksums.parse_checksum(
             image['os_hash_value'], image['os_hash_algo'], image_href)
     if image.get('checksum'):
-        return checksum_utils.parse_checksum(image['checksum'], 'md5',
-                                             image_href)
+        return checksums.parse_checksum(image['checksum'], 'md5',
+                                        image_href)
     return None

@@ -44,9 +44,9 @@ import threading
 from oslo_log import log as logging
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import masking
 
 LOG = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ import requests
 import urllib3
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import http_client
-from ironic_images import masking
-from ironic_images import transfer
+from ironic_images.transfer import http_client
+from ironic_images.transfer import pipeline
 
 LOG = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class ResumableResponse:
             self.total = content_length(response)
             self.offset = 0
             if restart:
-                raise transfer.RestartTransfer(self.total)
+                raise pipeline.RestartTransfer(self.total)
             return True
         response.close()
         if status in http_client.RETRY_STATUSES:

@@ -33,9 +33,10 @@ import os
 
 from oslo_log import log as logging
 
-from ironic_images import decompress
-from ironic_images import masking
-from ironic_images import qcow2_stream
+from ironic_images.common import masking
+from ironic_images.formats import names as formats
+from ironic_images.sink import decompress
+from ironic_images.sink import qcow2_stream
 
 LOG = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ _ZERO_PREFIX = bytes(_PREFIX)
 # With write-behind, the written pages are handed to the disk (and dropped
 # from the page cache once clean) every this many bytes.
 WRITE_BEHIND_BYTES = 64 * 1024 * 1024
-# What fetch_to_raw keeps as it came: write-behind pays off for these.
-_KEPT_AS_RAW = ('raw', 'gpt', 'iso')
 
 
 class SinkResult:
@@ -102,12 +101,15 @@ class ImageSink(io.RawIOBase):
         (by a conversion). ``'raw'``: only once the file is known to be
         kept as a raw disk: a qcow2 written as raw, or an image the
         inspector finds raw, gpt or iso.
+    :param progress: None, or ``progress(done, total)`` told of the bytes
+        received, for a driver that reports none itself.
+    :param expected_size: the ``total`` given to ``progress``, or None.
     """
 
     def __init__(self, image_file, image_href, inspector=None,
                  decompress=True, max_decompressed_size=None, sparse=True,
                  to_raw=False, spill_dir=None, check_space=None,
-                 write_behind=False):
+                 write_behind=False, progress=None, expected_size=None):
         super().__init__()
         self._fd = image_file.fileno()
         self._href = image_href
@@ -119,6 +121,8 @@ class ImageSink(io.RawIOBase):
         self._spill_dir = spill_dir
         self._check_space = check_space
         self._write_behind_when = write_behind
+        self._progress = progress
+        self._expected_size = expected_size
         self._qcow2 = None
         self._start()
 
@@ -191,6 +195,8 @@ class ImageSink(io.RawIOBase):
         """
         view = memoryview(data).cast('B')
         self._received += len(view)
+        if self._progress is not None:
+            self._progress(self._received, self._expected_size)
         if not self._decided:
             self._head += view
             if len(self._head) < decompress.MAGIC_LENGTH:
@@ -224,7 +230,7 @@ class ImageSink(io.RawIOBase):
             self._inspecting = not self._inspector.complete
             if not self._inspecting and self._write_behind_when == 'raw':
                 self._write_behind |= (
-                    self._inspector.result().format in _KEPT_AS_RAW)
+                    self._inspector.result().format in formats.DISK_FORMATS)
         self._writer(view, self._offset)
         self._offset += len(view)
 

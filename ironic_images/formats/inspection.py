@@ -52,16 +52,9 @@ from oslo_utils import units
 
 from ironic_images._i18n import _
 from ironic_images import exception
-from ironic_images import image_checks
+from ironic_images.formats import names as formats
 
 LOG = logging.getLogger(__name__)
-
-# The safety gate and the Cinder-compatible helpers, public here too.
-check_image = image_checks.check_image
-check_image_format = image_checks.check_image_format
-check_virtual_size = image_checks.check_virtual_size
-check_vmdk_image = image_checks.check_vmdk_image
-format_matches = image_checks.format_matches
 
 #: The first bytes, fed to the VMDK inspector in one piece: qemu-img reads
 #: a descriptor file up to 1 MiB - 1 (``VMDKInspector.DESC_MAX_SIZE``).
@@ -76,8 +69,6 @@ TAIL_SIZE = BLOCK_SIZE
 
 # Inspectors that are fed the head in one piece (see the module doc).
 _WHOLE_HEAD = frozenset(['vmdk'])
-# Formats whose virtual size is the length of the data.
-_SIZE_IS_LENGTH = frozenset(['raw', 'gpt'])
 # Formats two inspectors may legitimately find together, and the one that
 # counts: an ISO with a GPT in its system area boots as a disk and as a CD.
 _ALLOWED_PAIRS = {frozenset(['iso', 'gpt']): 'iso'}
@@ -376,7 +367,7 @@ class StreamInspector(object):
 def _virtual_size(name, inspector, length):
     if name is None:
         return None
-    if name in _SIZE_IS_LENGTH:
+    if formats.size_is_length(name):
         return length
     if name == 'luks':
         # oslo counts the bytes it was fed; the payload follows the header.

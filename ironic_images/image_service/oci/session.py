@@ -29,11 +29,11 @@ from oslo_utils import units
 import requests
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
-from ironic_images import http_client
-from ironic_images import masking
-from ironic_images import oci_auth
+from ironic_images.image_service.oci import auth as oci_auth
+from ironic_images.transfer import http_client
 
 LOG = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from oslo_log import log as logging
 from ironic_images._i18n import _
 from ironic_images import exception
 from ironic_images.image_service import base
-from ironic_images import oci_auth
-from ironic_images import oci_registry
+from ironic_images.image_service.oci import auth as oci_auth
+from ironic_images.image_service.oci import client as oci_client
+from ironic_images.image_service.oci import reference as oci_reference
 
 LOG = logging.getLogger(__name__)
 
@@ -97,23 +98,25 @@ class OciImageService(base.BaseImageService):
     turns a tag or an index into one.
     """
 
+    reports_progress = True
+
     def __init__(self, client=None, context=None):
         super().__init__(client=client, context=context)
         self._client = client if isinstance(
-            client, oci_registry.OciClient) else None
+            client, oci_client.OciClient) else None
         self._auth_set = False
 
     @property
     def client(self):
         """The OCI client of this service, made on first use."""
         if self._client is None:
-            self._client = oci_registry.OciClient()
+            self._client = oci_client.OciClient()
         return self._client
 
     @client.setter
     def client(self, value):
         # BaseImageService stores the constructor's client here.
-        if isinstance(value, oci_registry.OciClient):
+        if isinstance(value, oci_client.OciClient):
             self._client = value
 
     @property
@@ -141,7 +144,7 @@ class OciImageService(base.BaseImageService):
 
     def _artifact(self, image_href):
         """The manifest digest and the layer of a digest URL."""
-        ref = oci_registry.parse_reference(image_href)
+        ref = oci_reference.parse_reference(image_href)
         if not ref.digest:
             raise exception.OciImageNotSpecific(
                 image_href=image_href,
@@ -149,7 +152,7 @@ class OciImageService(base.BaseImageService):
                          'give a digest (oci://host/name@sha256:...), or '
                          'resolve the tag with identify_specific_image'))
         manifest = self.client.get_manifest(image_href)
-        return ref, oci_registry.single_layer(manifest, image_href)
+        return ref, oci_client.single_layer(manifest, image_href)
 
     def validate_href(self, image_href, secret=None):
         """Validate an oci:// digest URL; the same as :meth:`show`.
@@ -174,17 +177,44 @@ class OciImageService(base.BaseImageService):
             ImageServiceAuthenticationRequired, TemporaryFailure.
         """
         _ref, layer = self._artifact(image_href)
-        annotations = layer.get('annotations') or {}
-        return {
-            'size': layer.get('size'),
-            'checksum': layer['digest'].partition(':')[2],
-            'digest': layer['digest'],
-            'media_type': layer.get('mediaType'),
-            'filename': annotations.get(_TITLE),
-            'updated_at': None,
-            'properties': dict(annotations),
-            'no_cache': False,
-        }
+        return _properties(layer)
+
+    def resolve(self, image_href, cpu_arch=None):
+        """Resolve a tag or an index to one artifact, named by its digest.
+
+        :param image_href: ``oci://`` URL with a tag or digest.
+        :param cpu_arch: the architecture to pick from an index, or None.
+        :returns: a :class:`~ironic_images.image_service.base.ResolvedImage`
+            of the artifact's manifest URL, keyed by its layer digest.
+        :raises: ImageNotFound when no artifact matches ``cpu_arch``; as
+            :meth:`identify_specific_image`.
+        """
+        selected = self._select(image_href, None, cpu_arch)
+        if selected is None:
+            raise exception.ImageNotFound(
+                image_href=image_href,
+                reason=_('no artifact matches architecture %s')
+                % (cpu_arch or _('any')))
+        manifest_url, layer, _disktype = selected
+        return base.ResolvedImage(manifest_url, _properties(layer),
+                                  'oci-' + layer['digest'])
+
+    def _select(self, image_href, image_download_source, cpu_arch):
+        """The manifest URL, layer and disktype of the artifact to use."""
+        ref = oci_reference.parse_reference(image_href)
+        manifest, digest = self.client.get_manifest_and_digest(image_href)
+        disktype = None
+        if manifest.get('mediaType') in oci_client.INDEX_TYPES:
+            entry = _choose(manifest, image_download_source, cpu_arch,
+                            image_href)
+            if entry is None:
+                return None
+            digest = entry['digest']
+            disktype = (entry.get('annotations') or {}).get('disktype')
+            disktype = disktype if isinstance(disktype, str) else None
+            manifest = self.client.get_manifest(ref.url(digest))
+        layer = oci_client.single_layer(manifest, image_href)
+        return ref.url(digest), layer, disktype
 
     def download(self, image_href, image_file, checksum=None,
                  checksum_algo=None, progress=None):
@@ -195,6 +225,7 @@ class OciImageService(base.BaseImageService):
         :param checksum: ignored: the layer digest is always verified.
         :param checksum_algo: ignored.
         :param progress: ``progress(done, total)`` callback, or None.
+        :returns: the layer digest verified, ``algo:hex``.
         :raises: OciImageNotSpecific, ImageChecksumError,
             ImageDownloadFailed, ImageNotFound, TemporaryFailure.
         """
@@ -205,6 +236,7 @@ class OciImageService(base.BaseImageService):
                                            size=layer.get('size'),
                                            progress=progress)
         self._transfer_verified_checksum = digest
+        return digest
 
     def identify_specific_image(self, image_href, image_download_source=None,
                                 cpu_arch=None):
@@ -227,22 +259,12 @@ class OciImageService(base.BaseImageService):
         :raises: ImageNotFound, OciImageTagNotFound,
             ImageRefValidationFailed, ImageServiceAuthenticationRequired.
         """
-        ref = oci_registry.parse_reference(image_href)
-        manifest, digest = self.client.get_manifest_and_digest(image_href)
-        disktype = None
-        if manifest.get('mediaType') in oci_registry.INDEX_TYPES:
-            entry = _choose(manifest, image_download_source, cpu_arch,
-                            image_href)
-            if entry is None:
-                return {}
-            digest = entry['digest']
-            disktype = (entry.get('annotations') or {}).get('disktype')
-            disktype = disktype if isinstance(disktype, str) else None
-            manifest = self.client.get_manifest(ref.url(digest))
-        layer = oci_registry.single_layer(manifest, image_href)
+        selected = self._select(image_href, image_download_source, cpu_arch)
+        if selected is None:
+            return {}
+        manifest_url, layer, disktype = selected
         filename = (layer.get('annotations') or {}).get(_TITLE)
         media_type = layer.get('mediaType')
-        manifest_url = ref.url(digest)
         return {
             'image_url': self.client.get_blob_url(image_href,
                                                   layer['digest']),
@@ -291,3 +313,18 @@ def _choose(index, image_download_source, cpu_arch, image_href):
                  {'href': image_href, 'arch': wanted_arch})
         return None
     return min(candidates, key=lambda item: item[:2])[2]
+
+
+def _properties(layer):
+    """What :meth:`OciImageService.show` says of an artifact's layer."""
+    annotations = layer.get('annotations') or {}
+    return {
+        'size': layer.get('size'),
+        'checksum': layer['digest'].partition(':')[2],
+        'digest': layer['digest'],
+        'media_type': layer.get('mediaType'),
+        'filename': annotations.get(_TITLE),
+        'updated_at': None,
+        'properties': dict(annotations),
+        'no_cache': False,
+    }

@@ -1,0 +1,146 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Images onto volumes, as Cinder's ``image_utils`` has it.
+
+:func:`fetch_to_volume_format` fetches an image and leaves it in a
+volume's format (using a copy fetched in a
+:class:`~ironic_images.fetch.temporary.TemporaryImages` block when there is
+one); :func:`upload_volume` sends a volume to Glance.
+"""
+
+import os
+import shutil
+
+from ironic_images._i18n import _
+from ironic_images.common import fileutils
+from ironic_images.common import tempfiles
+from ironic_images.conf import CONF
+from ironic_images import exception
+from ironic_images.fetch import fetcher
+from ironic_images.fetch import temporary
+from ironic_images.formats import gate
+from ironic_images.formats import inspection
+from ironic_images.formats import names as formats
+from ironic_images import image_service
+from ironic_images.qemu import convert as qemu_convert
+
+
+def fetch_to_volume_format(context, image_href, dest, volume_format,
+                           volume_subformat=None, size=None, **kwargs):
+    """Fetch an image and leave it at ``dest`` in ``volume_format``.
+
+    An image fetched in the same block by
+    :meth:`ironic_images.fetch.temporary.TemporaryImages.fetch` is used
+    instead of downloading it again.
+
+    :param context: as :func:`ironic_images.fetch.fetcher.fetch`.
+    :param image_href: as :func:`~ironic_images.fetch.fetcher.fetch`.
+    :param dest: the destination file.
+    :param volume_format: raw, qcow2, vmdk, vhd (vpc) or vhdx.
+    :param volume_subformat: a qemu-img ``subformat`` for vmdk/vhd/vhdx.
+    :param size: the volume size in GiB the image must fit, or None.
+    :param kwargs: the other keyword arguments of
+        :func:`~ironic_images.fetch.fetcher.fetch`.
+    :returns: a :class:`~ironic_images.fetch.fetcher.FetchedImage`
+        describing ``dest``.
+    :raises: as :func:`~ironic_images.fetch.fetcher.fetch_to_raw`.
+    """
+    volume_format = formats.qemu_name(volume_format)
+    request = fetcher.FetchRequest(context, image_href, dest, **kwargs)
+    fetched_before = temporary.TemporaryImages.for_image_service(
+        None).get(context, image_href)
+    if fetched_before is not None:
+        fetched = _inspect_local(fetched_before, image_href,
+                                 request.expected_format)
+        _to_format(fetched, dest, volume_format, volume_subformat, size,
+                   image_href, keep_source=True)
+        return fetched
+    raw = volume_format == 'raw' and not volume_subformat
+    # Kept as it comes only when raw; anything else is converted.
+    with fetcher.fetched_part(
+            request, to_raw=raw and CONF.image_convert.stream_qcow2,
+            write_behind='raw' if raw else False) as fetched:
+        _to_format(fetched, dest, volume_format, volume_subformat, size,
+                   image_href)
+    return fetched
+
+
+def _to_format(fetched, dest, volume_format, volume_subformat, size,
+               image_href, keep_source=False):
+    if size is not None and fetched.virtual_size:
+        gate.check_virtual_size(fetched.virtual_size, size, image_href)
+    same = (fetched.format == volume_format
+            or (volume_format == 'raw'
+                and fetched.format in formats.DISK_FORMATS))
+    if same and not volume_subformat:
+        if keep_source:
+            fetcher.check_available_space(dest, fetched.size, image_href)
+            try:
+                with fileutils.atomic_write(dest) as out, \
+                        open(fetched.path, 'rb') as source:
+                    shutil.copyfileobj(source, out, CONF.download.chunk_size)
+            except OSError as error:
+                raise fetcher.write_error(dest, error, image_href)
+            fetched.path = dest
+        else:
+            fetcher.commit(fetched, dest, image_href)
+    else:
+        fetcher.convert_fetched(fetched, dest, volume_format, image_href,
+                                out_subformat=volume_subformat)
+        fetched.format = volume_format
+
+
+def _inspect_local(path, image_href, expected_format):
+    detected = inspection.inspect_file(path, image_href)
+    fmt = gate.check_image(detected, image_href, expected_format)
+    return fetcher.FetchedImage(path, os.stat(path).st_size, fmt,
+                                detected.virtual_size, None, None, None)
+
+
+def upload_volume(context, image_href, image_meta, volume_path,
+                  volume_format='raw'):
+    """Upload a volume as the data of an existing Glance image.
+
+    The volume is converted to ``volume_format`` first (in
+    ``[DEFAULT]tempdir``) unless it already is in it.
+
+    :param context: the request context.
+    :param image_href: the Glance image (UUID or ``glance://``) to fill.
+    :param image_meta: properties to set on it (``disk_format`` and
+        ``container_format`` are set from ``volume_format``).
+    :param volume_path: the volume (a raw file or block device).
+    :param volume_format: the format to upload.
+    :raises: ImageConvertFailed; ImageUploadFailed when the volume
+        cannot be read; OperationNotSupported for an image service that
+        cannot change images; what the Glance driver's ``update`` raises.
+    """
+    meta = dict(image_meta or {})
+    out_format = formats.qemu_name(volume_format)
+    meta['disk_format'] = formats.from_qemu_name(out_format)
+    meta.setdefault('container_format', 'bare')
+    service = image_service.get_image_service(image_href, context=context)
+    with tempfiles.temporary_dir() as scratch:
+        upload_path = volume_path
+        if out_format != 'raw':
+            upload_path = os.path.join(scratch, 'upload')
+            qemu_convert.convert_image(volume_path, upload_path, out_format,
+                                       'raw', image_href=image_href)
+        try:
+            data = open(upload_path, 'rb')
+        except OSError as error:
+            raise exception.ImageUploadFailed(
+                image_href=image_href,
+                reason=_('cannot read %(path)s: %(error)s') % {
+                    'path': upload_path, 'error': error.strerror})
+        with data:
+            return service.update(context, image_href, meta, data=data)
