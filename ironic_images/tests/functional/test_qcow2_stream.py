@@ -40,7 +40,7 @@ from ironic_images.tests.functional import images
 from ironic_images.tests.functional import qcow2_variants as variants
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import nginx
-from ironic_images.tests.unit import qcow2_builder as qb
+from ironic_images.tests.unit.sink import qcow2_builder as qb
 
 
 class TestStreamedVariants(variants.Qcow2StreamTestCase):

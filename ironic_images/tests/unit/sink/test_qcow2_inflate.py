@@ -16,7 +16,7 @@ from unittest import mock
 from ironic_images import exception
 from ironic_images.sink import qcow2_inflate
 from ironic_images.tests import base
-from ironic_images.tests.unit import qcow2_builder as qb
+from ironic_images.tests.unit.sink import qcow2_builder as qb
 
 CS = 1 << 16
 

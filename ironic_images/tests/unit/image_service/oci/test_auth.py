@@ -25,7 +25,7 @@ from ironic_images import exception
 from ironic_images import image_service
 from ironic_images.image_service.oci import auth as oci_auth
 from ironic_images.tests import base
-from ironic_images.tests.unit import test_oci_registry as common
+from ironic_images.tests.unit.image_service.oci import test_client as common
 
 REALM = 'https://auth.example.com/token'
 BEARER = 'Bearer realm="%s",service="registry.example.com"' % REALM

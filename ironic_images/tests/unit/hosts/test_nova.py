@@ -22,7 +22,7 @@ from oslo_context import context as oslo_context
 from ironic_images import api
 from ironic_images import exception
 from ironic_images.hosts import nova
-from ironic_images.tests.unit import glance_base
+from ironic_images.tests.unit.image_service.glance import glance_base
 
 ENDPOINT = glance_base.ENDPOINT
 ID = '0f0e0d0c-0b0a-4909-8807-060504030201'

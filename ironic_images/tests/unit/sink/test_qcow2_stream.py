@@ -20,7 +20,7 @@ import zstandard
 from ironic_images import exception
 from ironic_images.sink import qcow2_stream
 from ironic_images.tests import base
-from ironic_images.tests.unit import qcow2_builder as qb
+from ironic_images.tests.unit.sink import qcow2_builder as qb
 
 CS = 1 << 16
 PER_TABLE = CS // 8

@@ -22,7 +22,7 @@ from ironic_images import image_service
 from ironic_images.image_service.oci import client as oci_client
 from ironic_images.image_service.oci import driver as oci
 from ironic_images.tests import base
-from ironic_images.tests.unit import test_oci_registry as common
+from ironic_images.tests.unit.image_service.oci import test_client as common
 
 HOST = common.HOST
 INDEX_HREF = 'oci://%s/%s:v1' % (HOST, common.REPO)

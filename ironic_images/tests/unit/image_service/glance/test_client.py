@@ -23,7 +23,7 @@ import requests
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.image_service.glance import client as glance_client
-from ironic_images.tests.unit import glance_base
+from ironic_images.tests.unit.image_service.glance import glance_base
 
 ENDPOINT = glance_base.ENDPOINT
 ID = '6b1c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3'

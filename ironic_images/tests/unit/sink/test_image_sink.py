@@ -24,7 +24,7 @@ from ironic_images.formats import inspection
 from ironic_images.sink import image_sink
 from ironic_images.sink import qcow2_stream
 from ironic_images.tests import base
-from ironic_images.tests.unit import qcow2_builder
+from ironic_images.tests.unit.sink import qcow2_builder
 from ironic_images.transfer import file_writer
 from ironic_images.transfer import pipeline
 
