@@ -340,10 +340,12 @@ class InfoTestCase(QemuImgTestCase):
         self.assertRefused('qcow2-data-file', 'qcow2', 'data_file')
 
     def test_vmdk_monolithic_flat_refused(self):
-        self.assertRefused('vmdk-monolithic-flat', 'vmdk', 'vmdk_allowed_types')
+        self.assertRefused('vmdk-monolithic-flat', 'vmdk',
+                           'vmdk_allowed_types')
 
     def test_vmdk_host_file_refused(self):
-        self.assertRefused('vmdk-flat-host-file', 'vmdk', 'vmdk_allowed_types')
+        self.assertRefused('vmdk-flat-host-file', 'vmdk',
+                           'vmdk_allowed_types')
 
     def test_wrong_format_refused(self):
         e = self.assertRaises(exception.ImageUnacceptable,
