@@ -15,6 +15,7 @@
 from oslo_log import log as logging
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images import exception
 from ironic_images.image_service import base
 from ironic_images.image_service.oci import auth as oci_auth
@@ -306,7 +307,8 @@ class OciImageService(base.BaseImageService):
         except exception.IronicImagesException as error:
             LOG.warning('Cannot look at the first bytes of %(href)s to tell '
                         'its disk format: %(error)s',
-                        {'href': manifest_url, 'error': error})
+                        {'href': masking.mask_href(manifest_url),
+                         'error': error})
             return
         seen = layer_probe.probe(head, len(head) == size, manifest_url)
         found = media_types.Found
