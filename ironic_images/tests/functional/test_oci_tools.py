@@ -21,10 +21,12 @@ layers that hold no single safe disk are refused with nothing left at
 the destination.
 """
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 
 from oslo_utils import units
 
@@ -283,8 +285,6 @@ class TestUnsafeLayers(ToolsTestCase):
             {'disk/../../disk.img': self.raw}), 'leaves the archive')
 
     def test_symlink_as_the_disk(self):
-        import io
-        import tarfile
         out = io.BytesIO()
         with tarfile.open(fileobj=out, mode='w') as tar:
             info = tarfile.TarInfo('disk/disk.qcow2')

@@ -177,8 +177,8 @@ def skopeo_copy(source, registry_host, destination, *options):
                '--dest-tls-verify=false', '--src-tls-verify=false']
     if not source.startswith('docker://'):
         command.remove('--src-tls-verify=false')
-    command += list(options) + [source, 'docker://%s/%s' % (registry_host,
-                                                          destination)]
+    target = 'docker://%s/%s' % (registry_host, destination)
+    command += list(options) + [source, target]
     return subprocess.run(command, check=True, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL,
                           timeout=120).stdout
