@@ -16,10 +16,10 @@ The one table of the layer media types the tools in use push (OCI,
 docker schema2, oras, ``application/zstd``...; the manifest media types
 are :mod:`~ironic_images.image_service.oci.client`'s), for
 :meth:`~ironic_images.image_service.oci.OciImageService.identify_specific_image`
-and :meth:`~ironic_images.image_service.oci.OciImageService.show`. A media
-type that says ``tar`` is only a claim: oras labels a plain file
+and :meth:`~ironic_images.image_service.oci.OciImageService.show`. Whether a
+layer is a tar archive is never read here: oras labels a plain file
 ``application/vnd.oci.image.layer.v1.tar`` by default, so the sink tells a
-tar archive by its header, never by this table.
+tar archive by its header.
 """
 
 import os
@@ -38,15 +38,6 @@ _COMPRESSION_TYPES = {
 _COMPRESSION_ENDINGS = (('+zstd', 'zstd'), ('+gzip', 'gzip'),
                         ('.tar.gzip', 'gzip'), ('.tar.zstd', 'zstd'),
                         ('+xz', 'xz'))
-# Media types (without their compression ending) of tar layers: OCI's,
-# docker's (distributable or foreign) and the plain MIME type.
-_TAR_TYPES = frozenset([
-    'application/vnd.oci.image.layer.v1.tar',
-    'application/vnd.oci.image.layer.nondistributable.v1.tar',
-    'application/vnd.docker.image.rootfs.diff.tar',
-    'application/vnd.docker.image.rootfs.foreign.diff.tar',
-    'application/x-tar',
-])
 _COMPRESSION_SUFFIXES = {'.zst': 'zstd', '.zstd': 'zstd', '.gz': 'gzip',
                          '.gzip': 'gzip', '.xz': 'xz'}
 # File name extensions of disk images, and the format each means.
@@ -89,21 +80,6 @@ def compression(media_type: typing.Optional[str],
     if suffix in _COMPRESSION_SUFFIXES:
         return Found(_COMPRESSION_SUFFIXES[suffix], 'filename')
     return Found()
-
-
-def declares_tar(media_type: typing.Optional[str]) -> bool:
-    """Whether a media type says the layer is a tar archive.
-
-    :param media_type: the layer's ``mediaType``.
-    :returns: True for OCI and docker tar layers, compressed or not.
-    """
-    base = _base(media_type)
-    for ending, _name in _COMPRESSION_ENDINGS:
-        if base.endswith(ending):
-            base = base[:-len(ending)] + ('.tar' if ending.startswith(
-                '.tar') else '')
-            break
-    return base in _TAR_TYPES
 
 
 def disk_format_of_name(filename: typing.Optional[str]

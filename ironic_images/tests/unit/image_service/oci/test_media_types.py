@@ -46,18 +46,6 @@ class TestMediaTypes(base.TestCase):
             self.assertEqual(expected, tuple(media_types.compression(
                 media_type, filename)), (media_type, filename))
 
-    def test_declares_tar(self):
-        for media_type in (OCI_TAR, OCI_TAR + '+gzip', OCI_TAR + '+zstd',
-                           DOCKER_TAR, DOCKER_TAR + '.gzip',
-                           'application/vnd.docker.image.rootfs.foreign.'
-                           'diff.tar.gzip', 'application/x-tar'):
-            self.assertTrue(media_types.declares_tar(media_type), media_type)
-        for media_type in ('application/zstd', 'application/gzip', None,
-                           'application/octet-stream',
-                           'application/vnd.oci.image.config.v1+json'):
-            self.assertFalse(media_types.declares_tar(media_type),
-                             media_type)
-
     def test_disk_format_of_name(self):
         for filename, expected in (
                 ('disk.qcow2', 'qcow2'), ('disk.img', 'raw'),
