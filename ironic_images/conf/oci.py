@@ -22,11 +22,17 @@ opts = [
     cfg.ListOpt('secure_cdn_registries',
                 default=['registry.redhat.io', 'registry.access.redhat.com',
                          'docker.io', 'registry-1.docker.io'],
-                help=_('Registry hosts whose blob redirects may carry the '
-                       'Authorization header to the redirect target (a '
-                       'content delivery network that needs it). For any '
-                       'other registry the header is dropped when a blob '
-                       'request is redirected to another host.')),
+                help=_('Hosts that a registry\'s blob redirects may carry '
+                       'the Authorization header to: the content delivery '
+                       'networks that registries send their blobs from, '
+                       'which want the registry\'s credentials. The '
+                       'redirect target\'s host is matched, exactly or as '
+                       'a domain ("example.com" or ".example.com" matches '
+                       '"cdn.example.com", never "evilexample.com"); '
+                       '"host:port" matches that port only. A redirect to '
+                       'any other host is followed without the header. '
+                       'Ironic\'s [oci]secure_cdn_registries, with the '
+                       'same meaning and default.')),
     cfg.StrOpt('authentication_config',
                help=_('Path of a docker "config.json"-style file, '
                       '{"auths": {"HOST": {"auth": "BASE64(user:pass)"}}}, '

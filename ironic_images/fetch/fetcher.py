@@ -14,9 +14,10 @@
 
 :func:`fetch` resolves the href through its driver's contract, downloads
 into an :class:`~ironic_images.sink.image_sink.ImageSink` in a temp file
-beside the destination (hashed, decompressed, inspected and written sparse
-in one pass), checks the inspector's verdict with the safety gate, then
-fsyncs the file and renames it into place. :func:`fetch_to_raw` writes a
+beside the destination (hashed, decompressed, the disk taken out of a tar
+archive, inspected and written sparse in one pass), checks the
+inspector's verdict with the safety gate, then fsyncs the file and
+renames it into place. :func:`fetch_to_raw` writes a
 qcow2 as a raw disk while it arrives; any other format is converted by
 qemu-img, which reads the fetched file once. On any failure nothing is
 left at the destination.
@@ -91,6 +92,8 @@ class FetchedImage:
     :ivar properties: what the driver's ``show()`` said, or None.
     :ivar href: the href downloaded (an ``oci://`` tag resolved to its
         manifest digest).
+    :ivar member: the path of the image inside the tar archive it came
+        in (a container layer), or None.
     """
 
     def __init__(self, path, size, format, virtual_size, checksum,
@@ -104,6 +107,7 @@ class FetchedImage:
         self.compression = compression
         self.properties = properties
         self.href = None
+        self.member = None
 
     def __repr__(self):
         return ('FetchedImage(path=%r, format=%r, size=%r, '
@@ -272,12 +276,12 @@ def _unchecked_part(request, to_raw=False, write_behind=True):
     part = _new_part(request.path, href)
     try:
         result, checksum = _download(service, href, part, request,
-                                     properties.get('size'), to_raw,
-                                     write_behind)
+                                     properties, to_raw, write_behind)
         fetched = FetchedImage(part, result.size, None,
                                result.detected.virtual_size, checksum,
                                result.compression, properties)
         fetched.href = href
+        fetched.member = result.member
         yield fetched, result
     finally:
         fileutils.remove_quietly(part)
@@ -369,8 +373,10 @@ def _resolve(service, request):
     return resolved.href, properties
 
 
-def _download(service, href, part, request, size, to_raw, write_behind):
+def _download(service, href, part, request, properties, to_raw,
+              write_behind):
     """Download into a sink at ``part``; the sink's result and checksum."""
+    size = properties.get('size')
     limit = CONF.download.max_decompressed_size * units.Mi
     progress = request.progress
     driver_progress = {}
@@ -388,7 +394,8 @@ def _download(service, href, part, request, size, to_raw, write_behind):
                     max_decompressed_size=limit, to_raw=to_raw,
                     spill_dir=os.path.dirname(part), check_space=check_space,
                     write_behind=write_behind, progress=progress,
-                    expected_size=size) as sink:
+                    expected_size=size,
+                    archive_name=properties.get('digest')) as sink:
             checksum = service.download(
                 href, sink, checksum=request.checksum,
                 checksum_algo=request.checksum_algo, **driver_progress)

@@ -18,7 +18,9 @@ there. Bytes written to it are, in one pass and in the pipeline's writer
 thread:
 
 1. decompressed when their first bytes are zstd, gzip or xz magic
-   (:mod:`ironic_images.decompress`, output capped);
+   (:mod:`ironic_images.decompress`, output capped), and, when what comes
+   out is a tar archive, reduced to the one disk image inside it
+   (:mod:`ironic_images.sink.untar`);
 2. fed to a format inspector until it has seen enough to decide;
 3. written at their offset, with all-zero blocks left as holes; or, for
    a qcow2 when the sink is asked for a raw disk, decoded cluster by
@@ -37,6 +39,7 @@ from ironic_images.common import masking
 from ironic_images.formats import names as formats
 from ironic_images.sink import decompress
 from ironic_images.sink import qcow2_stream
+from ironic_images.sink import untar
 
 LOG = logging.getLogger(__name__)
 
@@ -62,15 +65,18 @@ class SinkResult:
     :ivar detected: the inspector's result, or None without an inspector.
     :ivar converted: ``'raw'`` when a qcow2 was written as a raw disk,
         else None (the file holds the image as it came).
+    :ivar member: the path of the image in the tar archive it came in,
+        or None when it did not come in one.
     """
 
     def __init__(self, received, size, compression, detected,
-                 converted=None):
+                 converted=None, member=None):
         self.received = received
         self.size = size
         self.compression = compression
         self.detected = detected
         self.converted = converted
+        self.member = member
 
 
 class ImageSink(io.RawIOBase):
@@ -104,12 +110,18 @@ class ImageSink(io.RawIOBase):
     :param progress: None, or ``progress(done, total)`` told of the bytes
         received, for a driver that reports none itself.
     :param expected_size: the ``total`` given to ``progress``, or None.
+    :param unpack: whether a tar archive (after decompression) is
+        reduced to the disk image inside it; when False it is written as
+        it comes.
+    :param archive_name: what names a tar archive in messages (the
+        digest of the layer it is), or None.
     """
 
     def __init__(self, image_file, image_href, inspector=None,
                  decompress=True, max_decompressed_size=None, sparse=True,
                  to_raw=False, spill_dir=None, check_space=None,
-                 write_behind=False, progress=None, expected_size=None):
+                 write_behind=False, progress=None, expected_size=None,
+                 unpack=True, archive_name=None):
         super().__init__()
         self._fd = image_file.fileno()
         self._href = image_href
@@ -123,6 +135,8 @@ class ImageSink(io.RawIOBase):
         self._write_behind_when = write_behind
         self._progress = progress
         self._expected_size = expected_size
+        self._unpack = unpack
+        self._archive_name = archive_name
         self._qcow2 = None
         self._start()
 
@@ -141,6 +155,12 @@ class ImageSink(io.RawIOBase):
         self._writer = self._probe if self._to_raw else self._write_plain
         self._write_behind = self._write_behind_when is True
         self._unsynced = 0
+        # What decompression (or the raw input) feeds: the tar stage
+        # before the inspector and the writer, unless it is off.
+        self._untar = (untar.TarStage(self._emit, self._href,
+                                      self._archive_name)
+                       if self._unpack else None)
+        self._front = self._untar.write if self._untar else self._emit
 
     def writable(self):
         return True
@@ -214,14 +234,14 @@ class ImageSink(io.RawIOBase):
             self.compression = decompress.detect_compression(head)
         if self.compression:
             self._decoder = decompress.new_decompressor(
-                self.compression, self._emit, self._href, self._limit)
+                self.compression, self._front, self._href, self._limit)
         self._take(memoryview(head))
 
     def _take(self, view):
         if self._decoder is not None:
             self._decoder.write(view)
         else:
-            self._emit(view)
+            self._front(view)
 
     def _emit(self, data):
         view = memoryview(data).cast('B')
@@ -306,6 +326,8 @@ class ImageSink(io.RawIOBase):
             self._decide()
         if self._decoder is not None:
             self._decoder.finish()
+        if self._untar is not None:
+            self._untar.finish()
         if self._writer == self._probe:
             self._choose_writer()
         length = self._offset
@@ -321,7 +343,8 @@ class ImageSink(io.RawIOBase):
             detected = self._inspector.result()
         return SinkResult(self._received, length, self.compression,
                           detected,
-                          converted='raw' if self._qcow2 else None)
+                          converted='raw' if self._qcow2 else None,
+                          member=self._untar.member if self._untar else None)
 
 
 def _is_zero_block(block):

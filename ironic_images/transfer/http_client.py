@@ -164,11 +164,13 @@ class RetryableStatus(Exception):
         self.response = response
 
 
-def _is_retryable(error):
+def _is_retryable(error, retry_unreachable=True):
     # A certificate that fails verification will fail again.
-    return (isinstance(error, (RetryableStatus, requests.ConnectionError,
-                               requests.Timeout))
-            and not isinstance(error, requests.exceptions.SSLError))
+    if isinstance(error, requests.exceptions.SSLError):
+        return False
+    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+        return retry_unreachable
+    return isinstance(error, RetryableStatus)
 
 
 def wait_backoff(retry_state):
@@ -208,7 +210,8 @@ def is_certificate_failure(error):
 
 def request(session, method, url, image_href=None, retries=None,
             error_class=exception.ImageDownloadFailed,
-            certificate_error_class=None, **kwargs):
+            certificate_error_class=None, retry_unreachable=True,
+            **kwargs):
     """Send a request, retrying connection failures, 429 and 5xx.
 
     :param session: a :class:`requests.Session`.
@@ -221,6 +224,9 @@ def request(session, method, url, image_href=None, retries=None,
         (connection refused, timeout, TLS failure, redirect loop).
     :param certificate_error_class: the exception for a certificate that
         fails verification; default ``error_class``.
+    :param retry_unreachable: whether a host that cannot be reached
+        (refused, unknown, timed out) is asked again; False when another
+        host can serve instead (a mirror).
     :param kwargs: passed to :meth:`requests.Session.request`; ``verify``
         and ``timeout`` must be among them.
     :returns: the response, whatever its status unless a retryable one.
@@ -247,7 +253,8 @@ def request(session, method, url, image_href=None, retries=None,
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(retries + 1),
         wait=wait_backoff,
-        retry=tenacity.retry_if_exception(_is_retryable),
+        retry=tenacity.retry_if_exception(
+            lambda error: _is_retryable(error, retry_unreachable)),
         before_sleep=lambda state: LOG.warning(
             '%(method)s %(href)s failed (%(error)s), retrying',
             {'method': method, 'href': masking.mask_href(image_href),

@@ -309,6 +309,36 @@ class OciClient:
         expected.verify(hasher.hexdigest(), href)
         return blob_digest
 
+    def read_blob_head(self, image_url, blob_digest, length):
+        """Read the first bytes of a blob (a Range request), unverified.
+
+        For a look at what a layer holds when its labels do not say; the
+        bytes are not checked against the digest (only a whole blob can
+        be), so nothing but a guess may come of them.
+
+        :param image_url: an ``oci://`` URL of the repository.
+        :param blob_digest: the blob's digest.
+        :param length: how many bytes at most.
+        :returns: the bytes (fewer for a shorter blob).
+        :raises: ImageNotFound, ImageDownloadFailed,
+            ImageServiceAuthenticationRequired, TemporaryFailure.
+        """
+        ref = oci_reference.parse_reference(image_url)
+        href = ref.url(blob_digest)
+        response = self.registry.open_blob(
+            ref, blob_digest, href,
+            headers={'Range': 'bytes=0-%d' % (length - 1)})
+        try:
+            if response.status_code != 206:
+                oci_session.check_status(response, href, _('blob'))
+            return response.raw.read(length, decode_content=True)
+        except resumable.DROPS as error:
+            raise exception.ImageDownloadFailed(
+                image_href=href, reason=masking.mask_text(
+                    '%s: %s' % (type(error).__name__, error)))
+        finally:
+            response.close()
+
     def download_blob_from_manifest(self, manifest_url, image_file,
                                     progress=None):
         """Download the one layer of an artifact manifest.

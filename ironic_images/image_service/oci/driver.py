@@ -12,25 +12,22 @@
 
 """The oci:// image service: disk images stored as OCI artifacts."""
 
-import os
-
 from oslo_log import log as logging
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images import exception
 from ironic_images.image_service import base
 from ironic_images.image_service.oci import auth as oci_auth
 from ironic_images.image_service.oci import client as oci_client
+from ironic_images.image_service.oci import layer_probe
+from ironic_images.image_service.oci import media_types
 from ironic_images.image_service.oci import reference as oci_reference
 
 LOG = logging.getLogger(__name__)
 
 # The OCI data model says amd64 and arm64; operators often say otherwise.
 _ARCH_ALIASES = {'x86_64': 'amd64', 'aarch64': 'arm64'}
-_COMPRESSION_BY_MEDIA_TYPE = {'application/zstd': 'zstd',
-                              'application/gzip': 'gzip',
-                              'application/x-gzip': 'gzip'}
-_COMPRESSION_BY_SUFFIX = {'.zst': 'zstd', '.zstd': 'zstd', '.gz': 'gzip'}
 _TITLE = 'org.opencontainers.image.title'
 
 
@@ -65,29 +62,6 @@ def _field(entry, name, kind, position, image_href):
             reason=_('%(name)s of index entry %(n)d is not a %(kind)s') % {
                 'name': name, 'n': position, 'kind': kind.__name__})
     return value
-
-
-def _compression(media_type, filename):
-    media_type = (media_type or '').split(';')[0].strip().lower()
-    if media_type in _COMPRESSION_BY_MEDIA_TYPE:
-        return _COMPRESSION_BY_MEDIA_TYPE[media_type]
-    if media_type.endswith('+zstd'):
-        return 'zstd'
-    if media_type.endswith('+gzip'):
-        return 'gzip'
-    return _COMPRESSION_BY_SUFFIX.get(os.path.splitext(filename or '')[1])
-
-
-def _disk_format(disktype, filename):
-    """raw or qcow2, from the index annotation or the file name."""
-    if disktype:
-        return disktype.lower()
-    name = (filename or '').lower()
-    for suffix in _COMPRESSION_BY_SUFFIX:
-        if name.endswith(suffix):
-            name = name[:-len(suffix)]
-    extension = os.path.splitext(name)[1].lstrip('.')
-    return {'img': 'raw'}.get(extension, extension) or None
 
 
 class OciImageService(base.BaseImageService):
@@ -169,7 +143,9 @@ class OciImageService(base.BaseImageService):
 
         :param image_href: ``oci://host/name@sha256:...`` of a manifest.
         :returns: ``size``, ``checksum`` (hex of the layer digest),
-            ``digest``, ``media_type``, ``filename``, ``updated_at``
+            ``digest``, ``media_type``, ``compression`` and
+            ``disk_format`` (what the media type and file name say, or
+            None), ``filename``, ``updated_at``
             (None: registries do not say), ``properties`` (the layer's
             annotations) and ``no_cache`` (False: digests never change).
         :raises: OciImageNotSpecific for a tag or an index;
@@ -247,15 +223,30 @@ class OciImageService(base.BaseImageService):
         and ranked by their ``disktype`` annotation: raw first, or qcow2
         first when ``image_download_source`` is ``local``.
 
+        The compression comes from the layer's media type (OCI, docker,
+        oras, ``application/zstd``...) or its file name; the disk format
+        from the ``disktype`` annotation or the file name. When neither
+        tells the disk format (skopeo drops the annotations, docker never
+        writes them), the first bytes of the layer are inspected: the
+        compression, a tar archive around the disk (a container layer)
+        and the disk's format and name in it.
+
         :param image_href: ``oci://`` URL with a tag or digest.
         :param image_download_source: Ironic's image_download_source.
         :param cpu_arch: the node's CPU architecture, or None.
-        :returns: a dict with ``image_url``, ``image_size``,
+        :returns: a dict with Ironic's ``image_url``, ``image_size``,
             ``image_filename``, ``image_checksum``,
             ``image_container_blob_digest``, ``image_media_type``,
             ``image_compression_type``, ``image_disk_format``,
             ``image_request_authorization_secret`` and
-            ``oci_image_manifest_url``; ``{}`` when nothing matches.
+            ``oci_image_manifest_url``; also ``image_archive_format``
+            (``tar`` when the disk is inside a tar archive in the layer,
+            else None) and ``image_info_sources``, which says where each
+            of ``image_filename``, ``image_compression_type``,
+            ``image_disk_format`` and ``image_archive_format`` came from
+            (``annotation``, ``media_type``, ``filename`` or
+            ``inspection``; None when unknown). ``{}`` when nothing
+            matches.
         :raises: ImageNotFound, OciImageTagNotFound,
             ImageRefValidationFailed, ImageServiceAuthenticationRequired.
         """
@@ -263,22 +254,79 @@ class OciImageService(base.BaseImageService):
         if selected is None:
             return {}
         manifest_url, layer, disktype = selected
-        filename = (layer.get('annotations') or {}).get(_TITLE)
-        media_type = layer.get('mediaType')
+        facts = self._layer_facts(manifest_url, layer, disktype)
         return {
             'image_url': self.client.get_blob_url(image_href,
                                                   layer['digest']),
             'image_size': layer.get('size'),
-            'image_filename': filename,
+            'image_filename': facts['image_filename'].value,
             'image_checksum': layer['digest'].partition(':')[2],
             'image_container_blob_digest': layer['digest'],
-            'image_media_type': media_type,
-            'image_compression_type': _compression(media_type, filename),
-            'image_disk_format': _disk_format(disktype, filename),
+            'image_media_type': layer.get('mediaType'),
+            'image_compression_type': facts['image_compression_type'].value,
+            'image_disk_format': facts['image_disk_format'].value,
+            'image_archive_format': facts['image_archive_format'].value,
+            'image_info_sources': {key: found.source
+                                   for key, found in facts.items()},
             'image_request_authorization_secret':
                 self.client.get_cached_auth(image_href),
             'oci_image_manifest_url': manifest_url,
         }
+
+    def _layer_facts(self, manifest_url, layer, disktype):
+        """File name, compression, disk format and archive of a layer."""
+        found = media_types.Found
+        filename = (layer.get('annotations') or {}).get(_TITLE)
+        facts = {
+            'image_filename': found(filename, 'annotation' if filename
+                                    else None),
+            'image_compression_type': media_types.compression(
+                layer.get('mediaType'), filename),
+            'image_disk_format': found(),
+            'image_archive_format': found(),
+        }
+        if disktype:
+            facts['image_disk_format'] = found(disktype.lower(),
+                                               'annotation')
+        elif media_types.disk_format_of_name(filename):
+            facts['image_disk_format'] = found(
+                media_types.disk_format_of_name(filename), 'filename')
+        else:
+            self._inspect_layer(manifest_url, layer, facts)
+        return facts
+
+    def _inspect_layer(self, manifest_url, layer, facts):
+        """Fill what the labels did not say from the head of the blob."""
+        size = layer.get('size')
+        length = layer_probe.HEAD_BYTES
+        if isinstance(size, int) and 0 <= size < length:
+            length = size
+        try:
+            head = (self.client.read_blob_head(manifest_url, layer['digest'],
+                                               length) if length else b'')
+        except exception.IronicImagesException as error:
+            LOG.warning('Cannot look at the first bytes of %(href)s to tell '
+                        'its disk format: %(error)s',
+                        {'href': masking.mask_href(manifest_url),
+                         'error': error})
+            return
+        seen = layer_probe.probe(head, len(head) == size, manifest_url)
+        found = media_types.Found
+        if not facts['image_compression_type'].value and seen.compression:
+            facts['image_compression_type'] = found(seen.compression,
+                                                    'inspection')
+        if seen.archive:
+            facts['image_archive_format'] = found(seen.archive, 'inspection')
+        named = media_types.disk_format_of_name(seen.member)
+        # The bytes tell qcow2 & co for sure; raw is only "nothing else",
+        # where the name of the disk in the archive may know better.
+        disk_format = (seen.disk_format if seen.disk_format != 'raw'
+                       else named or seen.disk_format)
+        if disk_format:
+            facts['image_disk_format'] = found(disk_format, 'inspection')
+        if seen.member and not facts['image_filename'].value:
+            facts['image_filename'] = found(seen.member.rsplit('/', 1)[-1],
+                                            'inspection')
 
 
 def _choose(index, image_download_source, cpu_arch, image_href):
@@ -318,12 +366,16 @@ def _choose(index, image_download_source, cpu_arch, image_href):
 def _properties(layer):
     """What :meth:`OciImageService.show` says of an artifact's layer."""
     annotations = layer.get('annotations') or {}
+    filename = annotations.get(_TITLE)
     return {
         'size': layer.get('size'),
         'checksum': layer['digest'].partition(':')[2],
         'digest': layer['digest'],
         'media_type': layer.get('mediaType'),
-        'filename': annotations.get(_TITLE),
+        'compression': media_types.compression(layer.get('mediaType'),
+                                               filename).value,
+        'disk_format': media_types.disk_format_of_name(filename),
+        'filename': filename,
         'updated_at': None,
         'properties': dict(annotations),
         'no_cache': False,

@@ -18,7 +18,9 @@ through a :class:`RegistrySession`: to the mirrors of the registry first
 only where [oci]permit_fallback_to_http_transport allows it), answering
 the registry's 401 challenges (Basic, or a Bearer token from its realm,
 cached and renewed once) and following a blob's redirects with the
-``Authorization`` header only where it may go ([oci]secure_cdn_registries).
+``Authorization`` header only where it may go: the host that answered, or
+a host of [oci]secure_cdn_registries. A mirror that cannot be reached is
+left at once for the next host, without retries.
 """
 
 import json
@@ -41,6 +43,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 # json raises RecursionError, not ValueError, for deeply nested input.
 _BAD_JSON = (ValueError, RecursionError)
 _MAX_ERROR_BODY = 64 * units.Ki
+_DEFAULT_PORTS = {'https': 443, 'http': 80}
 
 
 class RegistrySession:
@@ -218,7 +221,9 @@ class RegistrySession:
         :param image_href: the image, for messages.
         :param kwargs: passed to ``requests``: headers, stream...
         :returns: the ``requests.Response`` of the first mirror that
-            answers below 400, else the registry's answer.
+            answers below 400, else the registry's answer. A mirror that
+            cannot be reached (refused, unknown name, no connection within
+            [DEFAULT]webserver_connection_timeout) is asked once only.
         :raises: TemporaryFailure when no host can be reached,
             ImageServiceAuthenticationRequired, ImageHostRateLimitFailure.
         """
@@ -229,9 +234,12 @@ class RegistrySession:
         hosts = _mirrors(ref.host)
         for host in hosts:
             last = host == hosts[-1]
+            # Another host can serve: a dead mirror is not worth retries.
+            options = kwargs if last else dict(kwargs,
+                                               retry_unreachable=False)
             try:
                 response = self._request_host(host, ref, path, image_href,
-                                              **kwargs)
+                                              **options)
             except (exception.TemporaryFailure,
                     exception.ImageServiceAuthenticationRequired) as error:
                 if last:
@@ -252,10 +260,11 @@ class RegistrySession:
     def open_blob(self, ref, digest, image_href, headers=None):
         """GET a blob, following redirects.
 
-        A redirect gets the ``Authorization`` header sent to the host that
-        answered (a mirror's own, never the registry's), and to another
-        host only when the one that answered is in
-        [oci]secure_cdn_registries.
+        A redirect carries the ``Authorization`` header sent to the host
+        that answered (a mirror's own, never the registry's) to that same
+        host, and to another host only when the redirect's target is in
+        [oci]secure_cdn_registries (as Ironic reads it: the content
+        delivery networks a registry sends its blobs from).
 
         :param ref: the image's
             :class:`~ironic_images.oci_reference.OciReference`.
@@ -272,7 +281,6 @@ class RegistrySession:
         host, response = self._request(ref, path, image_href,
                                        headers=headers, stream=True,
                                        allow_redirects=False)
-        trusted = _is_secure_cdn_registry(host)
         origin = urllib.parse.urlsplit(response.url).netloc
         for _redirect in range(CONF.http.max_redirects):
             if response.status_code not in _REDIRECTS:
@@ -283,7 +291,7 @@ class RegistrySession:
             redirect_headers = dict(headers or {})
             auth = self.authorization(host, ref.repository)
             same_host = urllib.parse.urlsplit(target).netloc == origin
-            if auth and (trusted or same_host):
+            if auth and (same_host or is_secure_cdn_target(target)):
                 redirect_headers['Authorization'] = auth
             LOG.debug('Blob %(digest)s of %(href)s redirected to '
                       '%(target)s', {'digest': digest,
@@ -360,10 +368,37 @@ class _Unreachable(exception.TemporaryFailure):
     """The registry could not be reached at all (no HTTP answer)."""
 
 
-def _is_secure_cdn_registry(host):
-    hostname = host.rsplit(':', 1)[0] if not host.endswith(']') else host
-    return any(entry.lower() in (host, hostname)
-               for entry in CONF.oci.secure_cdn_registries)
+def is_secure_cdn_target(url):
+    """Whether a redirect may carry the Authorization header to a URL.
+
+    [oci]secure_cdn_registries names the hosts a registry redirects its
+    blob requests to (content delivery networks that want the registry's
+    token). An entry matches the host exactly or as a domain:
+    ``example.com`` and ``.example.com`` match ``cdn.example.com``, never
+    ``evilexample.com`` nor ``example.com.evil.net``; an entry with a port
+    (``host:port``) matches that port only.
+
+    :param url: the redirect's target.
+    :returns: True when its host is listed.
+    """
+    try:
+        target = urllib.parse.urlsplit(url)
+        hostname, port = target.hostname or '', target.port
+    except ValueError:
+        return False
+    port = port or _DEFAULT_PORTS.get(target.scheme)
+    for entry in CONF.oci.secure_cdn_registries:
+        try:
+            listed = urllib.parse.urlsplit('//' + entry.strip().lower())
+            domain = (listed.hostname or '').lstrip('.')
+            listed_port = listed.port
+        except ValueError:
+            continue
+        if not domain or listed_port not in (None, port):
+            continue
+        if hostname == domain or hostname.endswith('.' + domain):
+            return True
+    return False
 
 
 def _registry_error(response):

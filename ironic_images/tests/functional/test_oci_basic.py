@@ -136,6 +136,12 @@ class TestMultiArchIndex(OciTestCase):
              'image_media_type': art.media_type,
              'image_compression_type': compression,
              'image_disk_format': disk_format or kind.split('.')[0],
+             'image_archive_format': None,
+             'image_info_sources': {
+                 'image_filename': 'annotation',
+                 'image_compression_type': compression and 'media_type',
+                 'image_disk_format': 'annotation',
+                 'image_archive_format': None},
              'image_request_authorization_secret': None,
              'oci_image_manifest_url': self.server.oci_url(
                  REPO, art.manifest_digest)},
@@ -205,6 +211,7 @@ class TestMultiArchIndex(OciTestCase):
             'size': len(QCOW2), 'checksum': sha256(QCOW2),
             'digest': 'sha256:' + sha256(QCOW2),
             'media_type': oci_push.LAYER_TAR,
+            'compression': None, 'disk_format': 'qcow2',
             'filename': 'disk-amd64.qcow2', 'updated_at': None,
             'properties': {oci_push.TITLE: 'disk-amd64.qcow2'},
             'no_cache': False}

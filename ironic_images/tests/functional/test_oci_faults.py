@@ -20,8 +20,10 @@ a rate-limiting proxy in front of the real registry.
 """
 
 import json
+import socket
 
 import fixtures
+import requests
 
 from ironic_images import exception
 from ironic_images.image_service import oci
@@ -81,20 +83,30 @@ class TestBlobRedirects(common.OciTestCase):
                          .secure_cdn_registries)
         self.assertRedirectedDownload(authorization=False)
 
-    def test_trusted_registry_keeps_authorization(self):
+    def test_listed_redirect_target_gets_authorization(self):
+        # [oci]secure_cdn_registries names the redirect's target (the
+        # CDN: nginx on localhost), as Ironic reads it.
         self.start(htpasswd=(USER, PASSWORD))
-        self.config(secure_cdn_registries=['127.0.0.1'], group='oci')
+        self.config(secure_cdn_registries=['localhost'], group='oci')
         self.assertRedirectedDownload(authorization=True)
 
-    def test_trusted_registry_by_host_and_port(self):
+    def test_listed_redirect_target_by_host_and_port(self):
         self.start(htpasswd=(USER, PASSWORD))
-        self.config(secure_cdn_registries=['other.example',
-                                           self.server.host], group='oci')
+        self.config(secure_cdn_registries=[
+            'other.example', 'localhost:%d' % self.server.nginx.port],
+            group='oci')
         self.assertRedirectedDownload(authorization=True)
+
+    def test_listed_registry_does_not_vouch_for_its_redirects(self):
+        self.start(htpasswd=(USER, PASSWORD))
+        self.config(secure_cdn_registries=[
+            '127.0.0.1', self.server.host, 'localhost:1', 'calhost'],
+            group='oci')
+        self.assertRedirectedDownload(authorization=False)
 
     def test_anonymous_registry(self):
         self.start()
-        self.config(secure_cdn_registries=['127.0.0.1'], group='oci')
+        self.config(secure_cdn_registries=['localhost'], group='oci')
         self.assertRedirectedDownload(authorization=False)
 
     def test_identify_gives_the_registry_url(self):
@@ -293,3 +305,51 @@ class TestMirrors(FakeRegistryTestCase):
             origin.oci_url('os/disk', 'v1'))
         self.assertEqual(art.blob_digest, info['image_container_blob_digest'])
         self.assertEqual(3, len(self.gets(path)))
+
+
+class TestDeadMirrors(FakeRegistryTestCase):
+    """A mirror that cannot be reached is left at once for the origin."""
+
+    def setUp(self):
+        super().setUp()
+        self.config(webserver_connection_timeout=1)
+        self.attempts = []
+        real_request = requests.Session.request
+
+        def counting_request(session, method, url, *args, **kwargs):
+            self.attempts.append(url)
+            return real_request(session, method, url, *args, **kwargs)
+
+        self.useFixture(fixtures.MockPatchObject(
+            requests.Session, 'request', autospec=True,
+            side_effect=counting_request))
+
+    def assertMirrorAskedOnce(self, mirror):
+        self.config(registry_mirrors=['%s=%s' % (self.host, mirror)],
+                    group='oci')
+        self.assertDownloads(self.href, self.data)
+        # One attempt per request, no retries: the manifest over HTTPS,
+        # then plain HTTP (the fallback is permitted here, and remembered),
+        # the blob over plain HTTP.
+        self.assertEqual(['https', 'http', 'http'],
+                         [url.split(':')[0] for url in self.attempts
+                          if mirror in url])
+        self.assertEqual(1, len(self.gets(self.manifest_path)))
+        self.assertEqual(1, len(self.gets(self.blob_path)))
+
+    def test_refused_mirror(self):
+        self.assertMirrorAskedOnce('127.0.0.1:%d' % servers_base.free_port())
+
+    def test_mirror_that_never_accepts(self):
+        # A listening socket that never accepts, its backlog full: a
+        # connection to it times out, as to a host that is gone.
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(('127.0.0.1', 0))
+        listener.listen(0)
+        for _ in range(3):
+            filler = socket.socket()
+            self.addCleanup(filler.close)
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+        self.assertMirrorAskedOnce('127.0.0.1:%d' % listener.getsockname()[1])

@@ -405,10 +405,31 @@ class TestMirrors(ClientTestCase):
         self.add_manifest()
         self.assertEqual(json.loads(MANIFEST),
                          self.client.get_manifest(DIGEST_HREF))
+        # A mirror that cannot be reached is asked once, not retried.
         self.assertEqual(
-            [manifest_url(MANIFEST_DIGEST, self.mirror)]
-            + [manifest_url(MANIFEST_DIGEST, 'https://second.example.com')]
-            * 3 + [manifest_url(MANIFEST_DIGEST)], self.urls())
+            [manifest_url(MANIFEST_DIGEST, self.mirror),
+             manifest_url(MANIFEST_DIGEST, 'https://second.example.com'),
+             manifest_url(MANIFEST_DIGEST)], self.urls())
+
+    def test_dead_mirrors_are_skipped_at_once(self):
+        for error in (requests.ConnectionError('Name or service not known'),
+                      requests.ConnectTimeout('connect timeout'),
+                      requests.ReadTimeout('read timeout')):
+            start = len(self.urls())
+            self.mocker.get(manifest_url(MANIFEST_DIGEST, self.mirror),
+                            exc=error)
+            self.mocker.get(manifest_url(MANIFEST_DIGEST,
+                                         'https://second.example.com'),
+                            exc=error)
+            self.mocker.get(manifest_url(MANIFEST_DIGEST),
+                            exc=requests.ConnectionError('refused'))
+            self.assertRaises(exception.TemporaryFailure,
+                              self.client.get_manifest, DIGEST_HREF)
+            # The origin, last, is retried ([download]retries=2).
+            self.assertEqual(
+                [manifest_url(MANIFEST_DIGEST, self.mirror),
+                 manifest_url(MANIFEST_DIGEST, 'https://second.example.com')]
+                + [manifest_url(MANIFEST_DIGEST)] * 3, self.urls()[start:])
 
     def test_origin_error_is_raised(self):
         self.mocker.get(manifest_url(MANIFEST_DIGEST, self.mirror),
@@ -450,15 +471,18 @@ class TestMirrors(ClientTestCase):
         self.assertEqual('Bearer mirror', self.mirror_redirects(
             '/storage/b', self.mirror + '/storage/b', 'Bearer mirror'))
 
-    def test_secure_cdn_origin_does_not_vouch_for_its_mirror(self):
-        # [oci]secure_cdn_registries trusts the redirects of the hosts it
-        # names; the mirror that redirects is not one of them.
-        self.config(secure_cdn_registries=[HOST], group='oci')
-        self.assertIsNone(self.mirror_redirects(
-            'https://cdn.example.com/b', 'https://cdn.example.com/b',
-            'Bearer mirror'))
-        self.config(secure_cdn_registries=['mirror.example.com'],
-                    group='oci')
+    def test_secure_cdn_names_the_redirect_target(self):
+        # [oci]secure_cdn_registries names where a redirect may carry the
+        # header, not who redirects: listing the registry or its mirror
+        # sends nothing to the CDN.
+        for listed in ([HOST], ['mirror.example.com']):
+            self.config(secure_cdn_registries=listed, group='oci')
+            self.assertIsNone(self.mirror_redirects(
+                'https://cdn.example.com/b', 'https://cdn.example.com/b',
+                'Bearer mirror'))
+        # The mirror's own token goes to the CDN when the CDN is listed;
+        # the origin's never does.
+        self.config(secure_cdn_registries=['cdn.example.com'], group='oci')
         self.assertEqual('Bearer mirror', self.mirror_redirects(
             'https://cdn.example.com/b', 'https://cdn.example.com/b',
             'Bearer mirror'))
@@ -584,11 +608,28 @@ class TestBlobs(ClientTestCase):
         self.assertEqual('Bearer tok', self.redirected(
             '/storage/b', BASE + '/storage/b'))
 
-    def test_redirect_for_a_secure_cdn_registry_keeps_authorization(self):
-        self.config(secure_cdn_registries=['other.example', HOST.upper()],
-                    group='oci')
-        self.assertEqual('Bearer tok', self.redirected(
-            'https://cdn.example.com/b', 'https://cdn.example.com/b'))
+    def test_redirect_to_a_secure_cdn_host_keeps_authorization(self):
+        for listed in (['other.example', 'CDN.example.com'],
+                       ['example.com'], ['.example.com'],
+                       ['cdn.example.com:443'], [' example.com ']):
+            self.config(secure_cdn_registries=listed, group='oci')
+            self.assertEqual('Bearer tok', self.redirected(
+                'https://cdn.example.com/b', 'https://cdn.example.com/b'),
+                listed)
+            self.mocker.reset()
+
+    def test_redirect_to_an_unlisted_host_drops_authorization(self):
+        # Not a substring match (Ironic's), never the registry's name.
+        for listed in ([HOST], [HOST.split(':')[0]], ['ample.com'],
+                       ['cdn.example'], ['example.com:8443'],
+                       ['evil.cdn.example.com'], ['.'], ['']):
+            self.config(secure_cdn_registries=listed, group='oci')
+            for target in ('https://cdn.example.com/b',
+                           'https://cdn.example.com.evil.net/b',
+                           'https://evilexample.com/b'):
+                self.assertIsNone(self.redirected(target, target),
+                                  (listed, target))
+                self.mocker.reset()
 
     def test_redirect_limit(self):
         self.config(max_redirects=2, group='http')

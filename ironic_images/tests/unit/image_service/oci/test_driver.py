@@ -112,37 +112,6 @@ class TestChoose(base.TestCase):
                               'amd64', 'h')
 
 
-class TestFormats(base.TestCase):
-
-    def test_compression(self):
-        for media_type, filename, expected in (
-                ('application/zstd', None, 'zstd'),
-                ('application/gzip', 'disk.raw', 'gzip'),
-                ('application/x-gzip', None, 'gzip'),
-                ('APPLICATION/ZSTD; x=1', None, 'zstd'),
-                ('application/vnd.oci.image.layer.v1.tar+zstd', None, 'zstd'),
-                ('application/vnd.oci.image.layer.v1.tar+gzip', None, 'gzip'),
-                ('application/vnd.oci.image.layer.v1.tar', 'd.raw.zst',
-                 'zstd'),
-                ('application/octet-stream', 'd.qcow2.zstd', 'zstd'),
-                (None, 'd.img.gz', 'gzip'),
-                ('application/vnd.oci.image.layer.v1.tar', 'd.qcow2', None),
-                (None, None, None), ('', '', None)):
-            self.assertEqual(expected, oci._compression(media_type, filename),
-                             (media_type, filename))
-
-    def test_disk_format(self):
-        for disktype, filename, expected in (
-                ('qcow2', 'disk.raw', 'qcow2'), ('RAW', None, 'raw'),
-                (None, 'disk.qcow2', 'qcow2'), (None, 'disk.img', 'raw'),
-                (None, 'disk.raw', 'raw'), (None, 'disk.raw.zst', 'raw'),
-                (None, 'DISK.QCOW2.GZ', 'qcow2'), (None, 'd.img.zstd', 'raw'),
-                (None, 'disk', None), (None, None, None),
-                (None, 'd.vmdk', 'vmdk')):
-            self.assertEqual(expected, oci._disk_format(disktype, filename),
-                             (disktype, filename))
-
-
 def artifact(data, filename, media_type='application/vnd.oci.image.layer'
              '.v1.tar', annotations=True):
     layer = {'mediaType': media_type,
@@ -205,6 +174,12 @@ class TestIdentify(ServiceTestCase):
             'image_container_blob_digest': blob,
             'image_media_type': 'application/zstd',
             'image_compression_type': 'zstd', 'image_disk_format': 'raw',
+            'image_archive_format': None,
+            'image_info_sources': {
+                'image_filename': 'annotation',
+                'image_compression_type': 'media_type',
+                'image_disk_format': 'annotation',
+                'image_archive_format': None},
             'image_request_authorization_secret': None,
             'oci_image_manifest_url': 'oci://%s/%s@%s' % (
                 HOST, common.REPO, self.zst[0])}, info)
@@ -261,6 +236,7 @@ class TestShowDownload(ServiceTestCase):
             'size': 3000, 'checksum': self.layer['digest'][7:],
             'digest': self.layer['digest'],
             'media_type': 'application/vnd.oci.image.layer.v1.tar',
+            'compression': None, 'disk_format': 'raw',
             'filename': 'disk.raw', 'updated_at': None,
             'properties': {'org.opencontainers.image.title': 'disk.raw'},
             'no_cache': False}, self.service.show(self.href))
