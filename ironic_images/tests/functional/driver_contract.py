@@ -38,8 +38,8 @@ from ironic_images.cmd import main
 from ironic_images import exception
 from ironic_images import image_cache
 from ironic_images import image_service
-from ironic_images import image_utils
 from ironic_images.image_service import base as service_base
+from ironic_images import image_utils
 from ironic_images.tests.functional import images
 
 SIZE = 4 * units.Mi

@@ -34,8 +34,8 @@ import stevedore
 
 from ironic_images import exception
 from ironic_images import image_service
-from ironic_images import image_utils
 from ironic_images.image_service import file as file_service
+from ironic_images import image_utils
 from ironic_images.tests import base
 from ironic_images.tests.functional import driver_contract
 
