@@ -170,7 +170,7 @@ class ZipDriverContractTest(driver_contract.DriverContractTests,
         super().setUp()
         self.distribution = self.useFixture(Distribution('zip_images',
                                                          ENTRY_POINT))
-        self.config(enabled_image_services=['file', 'http', 'zip'])
+        self.config(enabled_image_services=['file', 'zip'])
         self.driver_class = importlib.import_module(MODULE).ZipImageService
 
     def verified_checksum(self, data, given):
