@@ -15,7 +15,7 @@
 Every public function either succeeds or raises a subclass of
 :class:`IronicImagesException`. Messages are made from a class-level
 ``_msg_fmt`` filled with the keyword arguments, and are always passed
-through :func:`ironic_images.masking.mask_text`, so a URL carrying
+through :func:`ironic_images.common.masking.mask_text`, so a URL carrying
 credentials never reaches a log line through an exception.
 """
 

@@ -12,37 +12,15 @@
 
 """The master-image cache: one download per image, hardlinked to callers.
 
-A master copy of each image lives in the cache directory under a name
-made from what identifies its content: ``glance-ID`` for a Glance image,
-``oci-sha256-HEX`` for the layer of an OCI artifact (a tag is resolved
-first), ``url-SHA256(href)`` for anything else; ``.raw`` is appended for a
-master converted to raw. :meth:`ImageCache.fetch_image` hardlinks the
-master to the caller's destination (copies it, sparse, when the
-destination is on another filesystem). Beside each master, ``NAME.meta``
-records what was verified (checksums, format) and how to revalidate it.
-
-Freshness: Glance images and OCI digests never change; a Glance master is
-handed out only once Glance, asked as the caller, still shows the image
-active (it may have been deleted, deactivated, or be another project's).
-An OCI tag is resolved with the caller's credentials. An HTTP master is
-revalidated with a conditional GET (ETag, Last-Modified) and downloaded
-again only when the server says it changed; other schemes compare the
-properties ``show()`` returns. An image whose driver says ``no_cache``
-(``Cache-Control: no-store``, ``file://``), or an HTTP image the server
-gives no validator for, is fetched straight to the destination.
-
-Concurrency: each master has its own lock (:mod:`ironic_images.cache_locks`),
-held across threads and processes while the master is looked up,
-downloaded and linked. Callers that wait while another downloads or
-revalidates the same image use its result: N callers at once cause one
-download (and no revalidation). At most ``[download]concurrency``
-downloads run at once per cache directory.
-
-Eviction (:meth:`ImageCache.clean_up`, see
-:mod:`ironic_images.cache_eviction`): masters nobody links to, the expired
-ones first, then least recently used ones, down to the size cap or until
-enough space is free. It runs after each download, and before one when
-the disk lacks room for it.
+:class:`ImageCache` keeps a master copy of each image in a directory,
+named from what identifies its content (``glance-ID``,
+``oci-sha256-HEX``, else ``url-SHA256(href)``; ``.raw`` when converted),
+revalidates it through its driver's contract
+(:mod:`ironic_images.cache.masters`), and hardlinks it to each caller's
+destination. N callers at once cause one download
+(:mod:`ironic_images.cache.locks`); unused masters are evicted by age and
+size (:mod:`ironic_images.cache.eviction`). How: the contributor guide's
+"The master-image cache inside".
 """
 
 import collections

@@ -15,7 +15,8 @@
 A master is a regular file of the cache directory whose name does not
 start with a dot; its sidecar ``NAME.meta`` holds what is known of it.
 Hidden names are the cache's own: ``.locks/`` and the temp files of writes
-in progress (``.NAME.XXXXXXXX.part``, see :mod:`ironic_images.fileutils`).
+in progress (``.NAME.XXXXXXXX.part``, see
+:mod:`ironic_images.common.fileutils`).
 
 A master is in use while another name links to it (link count above 1):
 the destinations of :meth:`ImageCache.fetch_image` are hardlinks. It is

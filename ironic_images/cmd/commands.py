@@ -60,12 +60,15 @@ def download():
     check_destination(dest)
     service = image_service.get_image_service(href)
     bar = progress.Progress()
+    # Only a driver that reports progress takes the argument.
+    reporting = ({'progress': bar}
+                 if bar.enabled and service.reports_progress else {})
     try:
         with fileutils.atomic_write(dest) as image_file:
             service.download(href, image_file,
                              checksum=CONF.command.checksum,
                              checksum_algo=CONF.command.checksum_algo,
-                             progress=bar if bar.enabled else None)
+                             **reporting)
     finally:
         bar.close()
     verified = service.transfer_verified_checksum

@@ -116,7 +116,8 @@ class FetchedImage:
                    self.checksum, self.compression))
 
 
-def check_available_space(path, required_bytes, image_href):
+def check_available_space(path: str, required_bytes: typing.Optional[int],
+                          image_href: str) -> None:
     """Check a file system has room for ``required_bytes``.
 
     :param path: the destination file, or its directory.
@@ -144,9 +145,13 @@ def check_available_space(path, required_bytes, image_href):
             free_mib=free // units.Mi)
 
 
-def fetch(context, image_href, path, checksum=None, checksum_algo=None,
-          expected_format=None, image_auth_data=None, progress=None,
-          cpu_arch=None):
+def fetch(context: typing.Any, image_href: str, path: str,
+          checksum: typing.Optional[str] = None,
+          checksum_algo: typing.Optional[str] = None,
+          expected_format: typing.Optional[str] = None,
+          image_auth_data: typing.Optional[dict] = None,
+          progress: typing.Optional[Progress] = None,
+          cpu_arch: typing.Optional[str] = None) -> FetchedImage:
     """Download an image to ``path``: verified, decompressed, inspected.
 
     In one pass over the bytes: the checksum (and the digest or hash the
@@ -182,9 +187,13 @@ def fetch(context, image_href, path, checksum=None, checksum_algo=None,
     return fetched
 
 
-def fetch_to_raw(context, image_href, path, checksum=None,
-                 checksum_algo=None, expected_format=None,
-                 image_auth_data=None, progress=None, cpu_arch=None):
+def fetch_to_raw(context: typing.Any, image_href: str, path: str,
+                 checksum: typing.Optional[str] = None,
+                 checksum_algo: typing.Optional[str] = None,
+                 expected_format: typing.Optional[str] = None,
+                 image_auth_data: typing.Optional[dict] = None,
+                 progress: typing.Optional[Progress] = None,
+                 cpu_arch: typing.Optional[str] = None) -> FetchedImage:
     """Fetch an image and leave it at ``path`` as a raw disk.
 
     A raw (or gpt, iso) image is fetched straight to ``path``, sparse. A
@@ -287,9 +296,14 @@ def _unchecked_part(request, to_raw=False, write_behind=True):
         fileutils.remove_quietly(part)
 
 
-def fetch_unchecked(context, image_href, path, checksum=None,
-                    checksum_algo=None, image_auth_data=None, progress=None,
-                    cpu_arch=None):
+def fetch_unchecked(context: typing.Any, image_href: str, path: str,
+                    checksum: typing.Optional[str] = None,
+                    checksum_algo: typing.Optional[str] = None,
+                    image_auth_data: typing.Optional[dict] = None,
+                    progress: typing.Optional[Progress] = None,
+                    cpu_arch: typing.Optional[str] = None
+                    ) -> typing.Tuple[FetchedImage,
+                                      inspection.DetectedImage]:
     """Fetch an image without the safety gate, to report on it.
 
     Everything :func:`fetch` does except the safety gate: the bytes are
@@ -406,7 +420,9 @@ def _download(service, href, part, request, properties, to_raw,
             reason=os.strerror(error.errno) if error.errno else str(error))
 
 
-def fetch_verify_image(context, image_href, dest, size=None, **kwargs):
+def fetch_verify_image(context: typing.Any, image_href: str, dest: str,
+                       size: typing.Optional[int] = None,
+                       **kwargs: typing.Any) -> FetchedImage:
     """Fetch an image without converting it, refusing one too large.
 
     :param context: as :func:`fetch`.

@@ -20,6 +20,7 @@ one); :func:`upload_volume` sends a volume to Glance.
 
 import os
 import shutil
+import typing
 
 from ironic_images._i18n import _
 from ironic_images.common import fileutils
@@ -35,8 +36,11 @@ from ironic_images import image_service
 from ironic_images.qemu import convert as qemu_convert
 
 
-def fetch_to_volume_format(context, image_href, dest, volume_format,
-                           volume_subformat=None, size=None, **kwargs):
+def fetch_to_volume_format(context: typing.Any, image_href: str, dest: str,
+                           volume_format: str,
+                           volume_subformat: typing.Optional[str] = None,
+                           size: typing.Optional[int] = None,
+                           **kwargs: typing.Any) -> fetcher.FetchedImage:
     """Fetch an image and leave it at ``dest`` in ``volume_format``.
 
     An image fetched in the same block by
@@ -107,8 +111,8 @@ def _inspect_local(path, image_href, expected_format):
                                 detected.virtual_size, None, None, None)
 
 
-def upload_volume(context, image_href, image_meta, volume_path,
-                  volume_format='raw'):
+def upload_volume(context: typing.Any, image_href: str, image_meta: dict,
+                  volume_path: str, volume_format: str = 'raw') -> dict:
     """Upload a volume as the data of an existing Glance image.
 
     The volume is converted to ``volume_format`` first (in

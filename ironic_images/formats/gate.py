@@ -13,7 +13,7 @@
 """The safety gate between format detection and qemu-img.
 
 :func:`check_image` decides whether an image that
-:mod:`ironic_images.inspection` has inspected may go on, and as which
+:mod:`ironic_images.formats.inspection` has inspected may go on, and as which
 format. The other functions keep Cinder's names and semantics
 (``cinder.image.image_utils``) and add the inspector's verdict before
 qemu-img ever opens the file.
@@ -26,6 +26,7 @@ failed; the name is also in the exception's ``kwargs['check']``.
 """
 
 import math
+import typing
 
 from oslo_log import log as logging
 from oslo_utils.imageutils import format_inspector
@@ -51,7 +52,7 @@ STAGES = (
 )
 
 
-def stage_of(check):
+def stage_of(check: str) -> str:
     """The stage of :data:`STAGES` a failed check belongs to.
 
     :param check: a check name, as a refusal's ``kwargs['check']``.
@@ -63,7 +64,8 @@ def stage_of(check):
     return 'safety'
 
 
-def refuse(cls, image_href, check, detail):
+def refuse(cls: typing.Type[exception.ImageUnacceptable], image_href: str,
+           check: str, detail: str) -> typing.NoReturn:
     """Log a refusal and raise it, naming the check that failed.
 
     :param cls: InvalidImage (unsafe or broken) or ImageUnacceptable (not
@@ -82,7 +84,7 @@ def refuse(cls, image_href, check, detail):
                   'check': check, 'detail': detail})
 
 
-def format_matches(actual, expected):
+def format_matches(actual: str, expected: str) -> bool:
     """Tell whether a detected format is what was declared.
 
     A declared raw (or aki, ari, ami) accepts raw and gpt; ``vpc`` is
@@ -95,7 +97,7 @@ def format_matches(actual, expected):
     return formats.matches_declared(actual, expected)
 
 
-def permitted_formats():
+def permitted_formats() -> typing.Set[str]:
     """The formats ``[image_format]permitted_formats`` lets through.
 
     As in Ironic, permitting raw permits gpt (a whole-disk image).
@@ -109,7 +111,8 @@ def permitted_formats():
     return permitted
 
 
-def check_vmdk_create_type(create_type, image_href):
+def check_vmdk_create_type(create_type: typing.Optional[str],
+                           image_href: str) -> None:
     """Refuse a VMDK create type outside ``vmdk_allowed_types``.
 
     :param create_type: the descriptor's createType, or None.
@@ -162,7 +165,8 @@ def _safety_check(detected, image_href):
                    'format': fmt, 'error': e})
 
 
-def check_image(detected, image_href, expected_format=None):
+def check_image(detected, image_href: str,
+                expected_format: typing.Optional[str] = None) -> str:
     """The safety gate: refuse an unsafe or unwanted image.
 
     In order: a single format (an ISO with a GPT counts as ISO; any other
@@ -175,7 +179,7 @@ def check_image(detected, image_href, expected_format=None):
     format in ``[image_format]permitted_formats``; the format matching
     ``expected_format`` when ``[image_format]require_format_match``.
 
-    :param detected: a :class:`ironic_images.inspection.DetectedImage`.
+    :param detected: a :class:`ironic_images.formats.inspection.DetectedImage`.
     :param image_href: the href of the image, for messages.
     :param expected_format: the declared format (Glance disk_format or
         qemu-img name), or None.
@@ -227,7 +231,9 @@ def check_image(detected, image_href, expected_format=None):
     return fmt
 
 
-def check_virtual_size(virtual_size, volume_size, image_id):
+def check_virtual_size(virtual_size: typing.Optional[int],
+                       volume_size: typing.Optional[int],
+                       image_id: str) -> int:
     """Refuse an image whose virtual size does not fit in a volume.
 
     As Cinder's: the virtual size in bytes is rounded up to GiB and

@@ -12,35 +12,15 @@
 
 """Safe image format detection, fed from the transfer pipeline.
 
-The format of an untrusted image is found by
-:mod:`oslo_utils.imageutils.format_inspector`, never by qemu-img: every
-inspector of ``ALL_FORMATS`` reads the same bytes, once, as they stream
-by. :class:`StreamInspector` is that stage of the pipeline,
-:func:`inspect_file` runs it over a file, and :func:`check_image` (from
-:mod:`ironic_images.image_checks`, like the Cinder-compatible helpers
-:func:`check_image_format`, :func:`check_vmdk_image` and
-:func:`check_virtual_size`) is the safety gate that turns its
-:class:`DetectedImage` into a format name or a refusal.
-
-How much is read (``complete``): every inspector declares the regions of
-the image it needs. Most need a header in the first 256 KiB; a raw image
-is recognised once none of them matched, after the first MiB. Two need
-more: a VMDK whose grain directory is at its end (streamOptimized images
-from VMware) has a footer in its last 1536 bytes, and a VHDX stores its
-virtual size where its metadata region says. Those keep the inspector
-hungry until the end of the stream. Once the only hungry inspectors wait
-for a footer, whose region oslo fills with the last bytes of the stream
-whatever came before, :meth:`StreamInspector.update` just keeps the last
-64 KiB it was given, and :func:`inspect_file` jumps to the last 64 KiB of
-the file. Otherwise (a VHDX whose tables point far into the file) the
-file is read on, up to its end if need be.
-
-The verdict never depends on how the caller cuts the stream: inspectors
-are always fed the same pieces. The VMDK inspector gets the first MiB in
-one piece (it parses a descriptor file from the first piece it sees, and
-qemu-img reads up to 1 MiB of it); the others, and everything after that
-first MiB, get aligned 64 KiB blocks, so that an inspector that finds a
-new region in one block captures it from the next ones.
+The format of an untrusted image is found by the format inspectors of
+:mod:`oslo_utils.imageutils.format_inspector`, never by qemu-img, in one
+pass over the bytes as they stream by: :class:`StreamInspector` is that
+stage, :func:`inspect_file` runs it over a file, and both give a
+:class:`DetectedImage` for the safety gate
+(:func:`ironic_images.formats.gate.check_image`). Memory is bounded,
+only what the inspectors need is read, and the verdict never depends on
+how the stream is cut; how: the contributor guide's "Inspection, the
+sink and streamed qcow2".
 """
 
 import errno

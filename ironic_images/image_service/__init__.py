@@ -18,6 +18,7 @@ only when it is listed in ``[DEFAULT]enabled_image_services``.
 """
 
 import functools
+import typing
 import urllib.parse
 
 from oslo_log import log as logging
@@ -28,6 +29,7 @@ from ironic_images._i18n import _
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.image_service import auth
+from ironic_images.image_service import base
 
 LOG = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ OCI_SCHEME = 'oci'
 get_image_service_auth_override = auth.get_image_service_auth_override
 
 
-def image_scheme(image_href):
+def image_scheme(image_href: str) -> str:
     """Return the scheme that serves an href, lower-cased.
 
     :param image_href: an image reference.
@@ -63,7 +65,7 @@ def image_scheme(image_href):
     return scheme
 
 
-def is_container_registry_url(image_href):
+def is_container_registry_url(image_href: typing.Any) -> bool:
     """Tell whether an href names an image in an OCI container registry.
 
     :param image_href: an image reference.
@@ -106,7 +108,9 @@ class _LoadError(Exception):
     """A driver could not be loaded; its message is the reason."""
 
 
-def get_image_service(image_href, client=None, context=None):
+def get_image_service(image_href: str, client: typing.Any = None,
+                      context: typing.Any = None
+                      ) -> base.BaseImageService:
     """Return the image service driver for an href.
 
     :param image_href: the image reference: ``scheme://...``, or a bare

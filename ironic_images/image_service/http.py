@@ -250,7 +250,8 @@ class HttpImageService(base.BaseImageService):
         """Stream an HTTP(S) image into a file object, verified in transfer.
 
         The byte count must match Content-Length; a dropped or stalled
-        connection is resumed with Range (see :mod:`ironic_images.resumable`).
+        connection is resumed with Range (see
+        :mod:`ironic_images.transfer.resumable`).
 
         :param image_href: the URL.
         :param image_file: a binary file object opened for writing.

@@ -13,20 +13,22 @@
 """qemu-img convert: atomic, checked, retried, under the memory cap.
 
 A conversion writes into a temp file beside its destination
-(:func:`ironic_images.fileutils.part_path`), inspects the result and
-renames it only when it is the requested format, so the destination is
-either a complete, checked image or untouched. The source passes the
-safety gate and ``qemu-img info`` of :mod:`ironic_images.qemu_img` first;
-:func:`convert_image` is importable from there too.
+(:func:`ironic_images.common.fileutils.part_path`), inspects the result
+and renames it only when it is the requested format, so the destination
+is either a complete, checked image or untouched. The source passes the
+safety gate (:mod:`ironic_images.formats.gate`) and ``qemu-img info``
+(:mod:`ironic_images.qemu.info`) first.
 """
 
 import errno
 import mmap
 import os
 import time
+import typing
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
+from oslo_utils import imageutils
 import tenacity
 
 from ironic_images._i18n import _
@@ -141,7 +143,9 @@ def _run_conversion(cmd):
     retrying(process.execute, *cmd, cpu_time=False)
 
 
-def check_output(part, qemu_out, out_subformat, image_href):
+def check_output(part: str, qemu_out: str,
+                 out_subformat: typing.Optional[str],
+                 image_href: str) -> None:
     """Inspect a converted file: it must be the requested format.
 
     A raw output that looks like another format (the guest's disk starts
@@ -202,15 +206,18 @@ def _validate_convert_args(src_format, out_format, out_subformat,
     return formats.qemu_name(src_format), qemu_out
 
 
-def convert_image(source, dest, out_format, src_format, out_subformat=None,
-                  image_href=None, source_info=None):
+def convert_image(source: str, dest: str, out_format: str, src_format: str,
+                  out_subformat: typing.Optional[str] = None,
+                  image_href: typing.Optional[str] = None,
+                  source_info: typing.Optional[
+                      imageutils.QemuImgInfo] = None) -> None:
     """Convert an image with qemu-img, atomically.
 
     Unless ``source_info`` is given, ``source`` first passes the safety
-    gate of :func:`ironic_images.inspection.check_image` (format
+    gate of :func:`ironic_images.formats.gate.check_image` (format
     inspection, safety checks, ``[image_format]permitted_formats``, the
     declared format; not for a raw source, which qemu-img never
-    interprets) and :func:`~ironic_images.qemu_img.qemu_img_info`. Then
+    interprets) and :func:`~ironic_images.qemu.info.qemu_img_info`. Then
     it runs ``qemu-img convert -f SRC -O OUT -W -m N -S 4k`` (``-t none``
     when the destination's directory supports direct I/O) under the
     memory cap into a temp file beside ``dest``, retried up to
@@ -229,15 +236,15 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
     :param image_href: the image's href, for messages (default:
         ``source``).
     :param source_info: the result of
-        :func:`~ironic_images.qemu_img.qemu_img_info` for ``source``,
+        :func:`~ironic_images.qemu.info.qemu_img_info` for ``source``,
         from a caller that has passed it through the safety gate already
-        (as :mod:`ironic_images.image_fetch` does); both checks are then
+        (as :mod:`ironic_images.fetch.fetcher` does); both checks are then
         skipped.
     :raises: ImageConvertFailed when an argument is not supported,
         qemu-img fails or hits a limit, or the output is not the requested
         format.
     :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
-        safety gate and :func:`~ironic_images.qemu_img.qemu_img_info`.
+        safety gate and :func:`~ironic_images.qemu.info.qemu_img_info`.
     """
     image_href = image_href or source
     qemu_src, qemu_out = _validate_convert_args(
@@ -290,7 +297,8 @@ def _fsync(path):
         os.close(fd)
 
 
-def resize_image(source, size, file_format, image_href=None):
+def resize_image(source: str, size: int, file_format: str,
+                 image_href: typing.Optional[str] = None) -> None:
     """Change the virtual size of an image in place.
 
     The image passes the safety gate (as in :func:`convert_image`) and

@@ -20,6 +20,8 @@ an explicit ``-f``. What it then reports is checked again
 have refused such an image: defence in depth against an inspector gap.
 """
 
+import typing
+
 from oslo_concurrency import processutils
 from oslo_utils import imageutils
 
@@ -32,7 +34,7 @@ from ironic_images.formats import names as formats
 from ironic_images.qemu import process
 
 
-def check_source(source, format, image_href):
+def check_source(source: str, format: str, image_href: str) -> str:
     """Pass a source through the safety gate before qemu-img opens it.
 
     ``qemu-img -f raw`` never interprets the data, so a raw source needs
@@ -54,7 +56,9 @@ def check_source(source, format, image_href):
     return formats.qemu_name(gate.check_image(detected, image_href, format))
 
 
-def check_qemu_view(info, image_href, expected_format=None, forced=False):
+def check_qemu_view(info: imageutils.QemuImgInfo, image_href: str,
+                    expected_format: typing.Optional[str] = None,
+                    forced: bool = False) -> None:
     """Refuse what qemu-img reports that the safety gate must not let by.
 
     In order: qemu-img found a format; it is ``expected_format`` (when
@@ -97,7 +101,7 @@ def check_qemu_view(info, image_href, expected_format=None, forced=False):
         gate.check_vmdk_create_type(specific.get('create-type'), image_href)
 
 
-def check_vmdk_image(image_id, data):
+def check_vmdk_image(image_id: str, data: imageutils.QemuImgInfo) -> None:
     """Refuse a VMDK whose create type qemu-img reports is not allowed.
 
     As Cinder's: the create type must be one of
@@ -117,7 +121,9 @@ def check_vmdk_image(image_id, data):
     gate.check_vmdk_create_type(create_type, image_id)
 
 
-def qemu_img_info(path, format, image_href=None):
+def qemu_img_info(path: str, format: str,
+                  image_href: typing.Optional[str] = None
+                  ) -> imageutils.QemuImgInfo:
     """Return qemu-img's view of an image, checked again.
 
     Runs ``qemu-img info -f FORMAT --output=json --force-share`` under the
@@ -162,7 +168,10 @@ def qemu_img_info(path, format, image_href=None):
     return info
 
 
-def check_image_format(source, src_format=None, image_id=None, data=None):
+def check_image_format(source: str, src_format: typing.Optional[str] = None,
+                       image_id: typing.Optional[str] = None,
+                       data: typing.Optional[imageutils.QemuImgInfo] = None
+                       ) -> imageutils.QemuImgInfo:
     """Check an image file's format, as Cinder's function of that name.
 
     Without ``data``, the file is first inspected and passed through

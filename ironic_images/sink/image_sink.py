@@ -12,22 +12,14 @@
 
 """The destination of a fetch: decompress, inspect and write sparse.
 
-An :class:`ImageSink` is a writable binary file object, so every driver,
-built in or third party, can ``download()`` into it without knowing it is
-there. Bytes written to it are, in one pass and in the pipeline's writer
-thread:
-
-1. decompressed when their first bytes are zstd, gzip or xz magic
-   (:mod:`ironic_images.decompress`, output capped), and, when what comes
-   out is a tar archive, reduced to the one disk image inside it
-   (:mod:`ironic_images.sink.untar`);
-2. fed to a format inspector until it has seen enough to decide;
-3. written at their offset, with all-zero blocks left as holes; or, for
-   a qcow2 when the sink is asked for a raw disk, decoded cluster by
-   cluster into the raw disk (:mod:`ironic_images.qcow2_stream`).
-
-A transfer that restarts from the first byte rewinds the sink with
-``seek(0)``, which starts all three over.
+An :class:`ImageSink` is a writable binary file object, so any driver
+can ``download()`` into it. In one pass, in the writer's thread, it
+decompresses zstd, gzip and xz (:mod:`ironic_images.sink.decompress`,
+output capped), reduces a tar archive to the one disk image inside it
+(:mod:`ironic_images.sink.untar`), feeds the format inspector, and writes
+the image with all-zero blocks left as holes, or a qcow2 as a raw disk
+(:mod:`ironic_images.sink.qcow2_stream`). ``seek(0)`` starts it all
+over; :meth:`ImageSink.finish` returns a :class:`SinkResult`.
 """
 
 import io
@@ -87,14 +79,14 @@ class ImageSink(io.RawIOBase):
     :param image_href: the image, for error messages.
     :param inspector: None, or an object with ``update(data)``,
         ``complete``, ``reset()``, ``finish(size)`` and ``result()`` (a
-        :class:`ironic_images.inspection.StreamInspector`), fed the
+        :class:`ironic_images.formats.inspection.StreamInspector`), fed the
         decompressed bytes.
     :param decompress: whether to decompress zstd, gzip and xz.
     :param max_decompressed_size: the most bytes decompression may
         produce, or None.
     :param sparse: whether all-zero blocks become holes.
     :param to_raw: write a qcow2 whose layout allows it as a raw disk
-        while it arrives (:mod:`ironic_images.qcow2_stream`); other
+        while it arrives (:mod:`ironic_images.sink.qcow2_stream`); other
         images are written as they come.
     :param spill_dir: with ``to_raw``, where qcow2 clusters that arrive
         before they can be placed wait (default: the temp directory).

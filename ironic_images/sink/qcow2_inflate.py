@@ -14,7 +14,7 @@
 
 qemu-img inflates compressed clusters in a thread pool; a
 :class:`ClusterInflater` does the same for
-:class:`ironic_images.qcow2_stream.Qcow2ToRaw`, since zlib and zstd let
+:class:`ironic_images.sink.qcow2_stream.Qcow2ToRaw`, since zlib and zstd let
 other threads run while they work. The caller places the clusters it gets
 back, so every write to the disk stays in the caller's thread, and the
 clusters in flight are bounded so memory is too.

@@ -12,28 +12,13 @@
 
 """qcow2 to raw while the image arrives, with no intermediate file.
 
-Converting a downloaded qcow2 with qemu-img means writing it to a temp
-file, waiting for the last byte, then reading it back and writing the raw
-disk: the data crosses the disk twice and nothing overlaps. A
-:class:`Qcow2ToRaw` reads the qcow2 as the stream it arrives in (file
-order) and writes each data cluster straight to its place in the raw
-disk, so the conversion ends with the download.
-
-This works because qemu allocates an L2 table before the data clusters it
-maps: in file order, a cluster's guest offset is known by the time the
-cluster arrives. A cluster that arrives before anything has pointed at it
-(the refcount structures; everything before an L1 table that a resize
-moved to the end of the file) goes to a spill file and is placed at the
-end. A cluster holding compressed data is spilled too, because qemu packs
-compressed clusters together and an L2 table that comes later may point
-into it. A cluster that was already used and is pointed at again refuses
-the image: qemu never writes such a file.
-
-Only headers fully understood here are streamed
-(:func:`streamable_header`); anything else is downloaded to a file and
-converted by qemu-img, as before. The format inspector still reads the
-whole stream and the safety gate still decides before the output is
-kept.
+A :class:`Qcow2ToRaw` reads a qcow2 in file order and writes each data
+cluster straight to its place in the raw disk; a cluster that arrives
+before anything points at it, or holds compressed data, waits in a spill
+file. Only a header :func:`streamable_header` accepts is streamed; an
+image qemu would call corrupt is refused with ImageUnacceptable naming
+the ``qcow2_stream`` check. Why this works: the contributor guide's
+"Inspection, the sink and streamed qcow2".
 """
 
 import array

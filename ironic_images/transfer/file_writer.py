@@ -12,22 +12,13 @@
 
 """The pipeline stage that writes a transfer into the caller's file.
 
-Written through the page cache, every byte is copied once more, into a
-page the kernel must find first; on a virtual machine that hands free
-memory back to its host, that page is faulted in again. On the benchmark
-machine this cost 0.3 to 1.2 ms of CPU per MB, as much as receiving and
-hashing together. So for a regular file the writer turns ``O_DIRECT`` on
-for the length of the transfer: the pipeline's page-aligned buffers go to
-the disk as they are, for 0.07 ms per MB, and a big image does not push
-everything else out of the page cache.
-
-What direct I/O cannot take goes through the page cache, as GNU dd does
-it: the bytes after the last whole block of the image, a buffer that is
-not aligned, a file system that refuses the flag, a file opened for
-appending or at an unaligned position. A file object that is not one of
-``open()``'s (or a wrapper forwarding to one) is always written through
-its ``write``: a ``GzipFile``, say, has the descriptor of the file it
-compresses into. ``[download]direct_io = False`` turns it off.
+A :class:`FileWriter` writes a regular file with ``O_DIRECT`` for the
+length of the transfer, and what direct I/O cannot take (an unaligned
+tail or buffer, a file system that refuses the flag, an appending file)
+through the page cache; any other file object through its ``write``.
+The file is handed back with its flags as they were, positioned after
+the last byte. ``[download]direct_io = False`` turns direct I/O off. Why
+(and the figures): the contributor guide's "The transfer pipeline".
 """
 
 import errno

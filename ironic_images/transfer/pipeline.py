@@ -12,27 +12,14 @@
 
 """The streaming pipeline every driver uses to move image bytes.
 
-A source is read into a small pool of large buffers by the calling thread.
-Each filled buffer then passes, in order, through the stages: one thread
-per stage, so hashing (hashlib releases the GIL on large buffers) and
-writing run beside the network or disk reads. A stage is any object with
-``update(data)``: a hashlib object is a stage, so is a
-:class:`~ironic_images.file_writer.FileWriter`. A stage may have
-``finish()``, called after the last chunk when all went well, and
-``close()``, called once every thread has stopped, whatever the outcome.
-The last stage hands the buffer back to the pool, so memory stays bounded
-at ``depth * chunk_size`` whatever the image size, and no byte is copied
-between the read and the stages. The buffers are page-aligned, so a
-writer can hand them to the disk as they are (direct I/O).
-
-A stage that fails stops doing work but keeps passing buffers on, so the
-pipeline always drains; the first error is raised to the caller once every
-thread has stopped.
-
-A source that has to start again from the first byte (an HTTP server that
-cannot resume) raises :class:`RestartTransfer` from ``readinto``: the
-pipeline waits for the buffers in flight, calls ``reset()`` on every stage
-and reads on. A stage without ``reset`` makes such a restart fail cleanly.
+:func:`stream` reads a source (``readinto(buffer)``) into a few large,
+page-aligned buffers and passes each, in order, through the stages, one
+thread per stage (:class:`Stage`); memory stays bounded at ``depth *
+chunk_size`` and no byte is copied between the read and the stages. The
+first error of any thread is raised once every thread has stopped. A
+source that must start again from its first byte raises
+:class:`RestartTransfer`, and every stage is ``reset()``. How and why:
+the contributor guide's "The transfer pipeline".
 """
 
 import hashlib
@@ -40,6 +27,7 @@ import mmap
 import os
 import queue
 import threading
+import typing
 
 from oslo_log import log as logging
 
@@ -51,6 +39,42 @@ from ironic_images import exception
 LOG = logging.getLogger(__name__)
 
 _END = None
+
+
+class Stage(typing.Protocol):
+    """What :func:`stream` passes every chunk to; a hashlib object is one.
+
+    Only :meth:`update` is required. A stage may also have:
+
+    ``finish()``
+        called once after the last chunk, when every chunk went through
+        and nothing failed; what it raises fails the transfer.
+    ``close()``
+        called once every thread has stopped, whatever the outcome (a
+        writer gives the caller's file back).
+    ``reset()``
+        called when the source starts again from its first byte
+        (:class:`RestartTransfer`): forget everything so far. Without it
+        such a restart fails the transfer.
+    """
+
+    def update(self, data: memoryview) -> None:
+        """Take the next chunk, in the stage's own thread.
+
+        :param data: the chunk; valid only during the call (its buffer
+            goes on to the next stage, then back to the pool).
+        """
+
+
+class Source(typing.Protocol):
+    """What :func:`stream` reads: a raw file, an HTTP response, ..."""
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill the start of ``buffer``; return the count, 0 at the end.
+
+        :raises: :class:`RestartTransfer` when the next bytes are the
+            first bytes again.
+        """
 
 
 class IterableSource:
@@ -173,15 +197,19 @@ def _fill(source, view):
     return filled
 
 
-def stream(source, stages, image_href, expected_size=None, max_size=None,
-           progress=None, cancel=None, chunk_size=None):
+def stream(source: Source, stages: typing.Sequence[Stage],
+           image_href: str, expected_size: typing.Optional[int] = None,
+           max_size: typing.Optional[int] = None,
+           progress: typing.Optional[
+               typing.Callable[[int, typing.Optional[int]], None]] = None,
+           cancel: typing.Optional[threading.Event] = None,
+           chunk_size: typing.Optional[int] = None) -> TransferResult:
     """Move every byte of a source through the stages.
 
     :param source: an object with ``readinto(buffer) -> int`` (0 at the
         end): a raw file, an HTTP response, an :class:`IterableSource`.
-    :param stages: objects with ``update(data)`` and optionally
-        ``finish()``, called in this order for every chunk; each runs in
-        its own thread.
+    :param stages: :class:`Stage` objects, called in this order for every
+        chunk; each runs in its own thread.
     :param image_href: the image, for error messages.
     :param expected_size: the exact size the source must have, or None;
         a restart (:class:`RestartTransfer`) brings the new size.

@@ -12,13 +12,12 @@
 
 """A transfer source over an HTTP GET that survives dropped connections.
 
-When the connection drops, stalls past the read timeout or ends before
-Content-Length, the body is asked for again from the first missing byte
-with ``Range``, guarded by ``If-Range`` (a strong ETag, else
-Last-Modified) so that a changed image is never spliced onto the old one.
-A server that answers the whole body instead (it cannot resume, or the image
-changed) makes the pipeline start again from the first byte
-(:class:`ironic_images.transfer.RestartTransfer`).
+A :class:`ResumableResponse` asks for the body again from the first
+missing byte with ``Range`` when the connection drops, stalls or ends
+early, guarded by ``If-Range`` so that a changed image is never spliced
+onto the old one; a server that answers the whole body instead makes the
+pipeline start again from the first byte
+(:class:`ironic_images.transfer.pipeline.RestartTransfer`).
 """
 
 import http.client

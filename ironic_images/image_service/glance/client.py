@@ -20,8 +20,9 @@ Keystone reached through ``endpoint_override``).
 
 Retries: connection failures and 429/502/503/504 answers are retried
 ``[glance]num_retries`` times with tenacity, waiting as
-:func:`ironic_images.http_client.backoff` says (exponential with jitter,
-``Retry-After`` honoured) -- the policy every other driver follows.
+:func:`ironic_images.transfer.http_client.backoff` says (exponential with
+jitter, ``Retry-After`` honoured) -- the policy every other driver
+follows.
 keystoneauth's own ``connect_retries``/``status_code_retries`` are left to
 their default of none, so there is one retry count to set and retries that
 fail end in :class:`~ironic_images.exception.TemporaryFailure`, which
@@ -339,7 +340,7 @@ class GlanceClient:
     def reopen(self, path, image_href, headers):
         """Send a streaming GET once, whatever its status.
 
-        For :class:`ironic_images.resumable.ResumableResponse`, which
+        For :class:`ironic_images.transfer.resumable.ResumableResponse`, which
         counts and spaces reconnections itself and treats requests'
         connection errors as a drop.
 

@@ -12,9 +12,9 @@
 
 """The Glance image service: bare image UUIDs and ``glance://`` hrefs.
 
-Requests go through :mod:`ironic_images.glance_client` (keystoneauth1,
-retries, error mapping); image data goes through the transfer pipeline,
-verified against the image's own ``os_hash_value``.
+Requests go through :mod:`ironic_images.image_service.glance.client`
+(keystoneauth1, retries, error mapping); image data goes through the
+transfer pipeline, verified against the image's own ``os_hash_value``.
 """
 
 import os
@@ -131,7 +131,8 @@ class GlanceImageService(base.BaseImageService):
         """Return the properties of an active image.
 
         :param image_href: a UUID or ``glance://`` href.
-        :returns: see :func:`ironic_images.glance_metadata.translate`;
+        :returns: see
+            :func:`ironic_images.image_service.glance.metadata.translate`;
             ``size``, ``updated_at`` (naive UTC) and ``properties`` among
             them.
         :raises: ImageRefValidationFailed, ImageNotFound,
@@ -166,7 +167,8 @@ class GlanceImageService(base.BaseImageService):
         :param include_locations: include ``direct_url`` and
             ``locations`` (when Glance shows them).
         :param context: a request context, or None for the service's.
-        :returns: see :func:`ironic_images.glance_metadata.translate`.
+        :returns: see
+            :func:`ironic_images.image_service.glance.metadata.translate`.
         :raises: as :meth:`show`, but never for the status.
         """
         return glance_metadata.translate(self._image(image_href, context),
@@ -215,8 +217,8 @@ class GlanceImageService(base.BaseImageService):
 
         :param context: a request context, or None for the service's.
         :param image_info: attributes and ``properties`` (see
-            :func:`ironic_images.glance_metadata.image_body`); ``id`` may
-            be given.
+            :func:`ironic_images.image_service.glance.metadata.image_body`);
+            ``id`` may be given.
         :param data: None, bytes, a binary file object or an iterator of
             bytes, streamed to ``PUT /v2/images/ID/file``. When the upload
             fails the new image is deleted.
@@ -270,8 +272,8 @@ class GlanceImageService(base.BaseImageService):
         :param context: a request context, or None for the service's.
         :param image_id: a UUID or ``glance://`` href.
         :param image_info: the attributes to set (see
-            :func:`ironic_images.glance_metadata.image_body`); a None
-            value removes a user property.
+            :func:`ironic_images.image_service.glance.metadata.image_body`);
+            a None value removes a user property.
         :param data: image data to upload (see :meth:`create`), or None.
         :param purge_props: remove user properties not in ``image_info``.
         :returns: the image, as :meth:`get_image` returns it.

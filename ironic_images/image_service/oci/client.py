@@ -15,7 +15,7 @@
 URLs have the form ``oci://host[:port]/path/name[:tag|@sha256:HEX]``; no
 tag means ``latest``. How requests reach a registry (HTTPS or plain HTTP,
 mirrors first, auth challenges, redirects) is
-:mod:`ironic_images.oci_session`'s job.
+:mod:`ironic_images.image_service.oci.session`'s job.
 """
 
 import hashlib
@@ -86,7 +86,8 @@ class OciClient:
         :param image_url: an ``oci://`` URL of the registry.
         :param username: a user name, with ``password``.
         :param password: a password, or a pull secret when ``username``
-            is empty (see :func:`ironic_images.oci_auth.decode_secret`).
+            is empty (see
+            :func:`ironic_images.image_service.oci.auth.decode_secret`).
         :param token: a registry token to present as Bearer.
         :raises: ImageRefValidationFailed for a malformed URL.
         """

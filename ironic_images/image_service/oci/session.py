@@ -12,8 +12,9 @@
 
 """One client's conversation with OCI registries: transport and auth.
 
-Every request of :class:`~ironic_images.oci_registry.OciClient` goes
-through a :class:`RegistrySession`: to the mirrors of the registry first
+Every request of
+:class:`~ironic_images.image_service.oci.client.OciClient` goes through a
+:class:`RegistrySession`: to the mirrors of the registry first
 ([oci]registry_mirrors) and to the registry last, over HTTPS (plain HTTP
 only where [oci]permit_fallback_to_http_transport allows it), answering
 the registry's 401 challenges (Basic, or a Bearer token from its realm,
@@ -64,8 +65,9 @@ class RegistrySession:
         """Use ``credentials`` for ``host`` from now on.
 
         :param host: ``host[:port]`` of a registry.
-        :param credentials: :class:`ironic_images.oci_auth.Credentials`,
-            or None for anonymous access.
+        :param credentials:
+            :class:`ironic_images.image_service.oci.auth.Credentials`, or
+            None for anonymous access.
         """
         self._credentials[host] = credentials
         self._authorization = {key: value for key, value
@@ -215,7 +217,8 @@ class RegistrySession:
     def request(self, ref, path, image_href, **kwargs):
         """A request to the mirrors of a registry, then to the registry.
 
-        :param ref: the :class:`~ironic_images.oci_reference.OciReference`
+        :param ref: the
+            :class:`~ironic_images.image_service.oci.reference.OciReference`
             of the image.
         :param path: the path of the request, ``/v2/...``.
         :param image_href: the image, for messages.
@@ -267,7 +270,7 @@ class RegistrySession:
         delivery networks a registry sends its blobs from).
 
         :param ref: the image's
-            :class:`~ironic_images.oci_reference.OciReference`.
+            :class:`~ironic_images.image_service.oci.reference.OciReference`.
         :param digest: the blob's digest.
         :param image_href: the blob's href, for messages.
         :param headers: more request headers (``Range``), or None.

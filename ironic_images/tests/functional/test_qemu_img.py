@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""ironic_images.qemu_img against the real qemu-img.
+"""ironic_images.qemu.info and qemu.convert against the real qemu-img.
 
 Images come from :mod:`ironic_images.tests.functional.images`; every
 conversion is checked with ``qemu-img compare`` against a raw image with

@@ -169,7 +169,7 @@ class ReliabilityTestCase(base.TestCase):
     """Temp dirs, fast backoff, a one-second timeout, small chunks.
 
     ``self.dest_dir`` is where downloads go, through
-    :func:`ironic_images.fileutils.atomic_write`, as a real caller does.
+    :func:`ironic_images.common.fileutils.atomic_write`, as a real caller does.
     """
 
     TIMEOUT = 240

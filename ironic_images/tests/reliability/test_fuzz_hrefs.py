@@ -17,7 +17,8 @@ Each href goes through ``get_image_service(href).validate_href(href)``
 oci://, against a private directory for file://. Property: a valid result
 or one of our exceptions, never anything else, never a hang; a file://
 result is always under ``[file]allowed_paths``; no secret of an href
-survives :func:`~ironic_images.masking.mask_href` or an exception message.
+survives :func:`~ironic_images.common.masking.mask_href` or an exception
+message.
 """
 
 import os

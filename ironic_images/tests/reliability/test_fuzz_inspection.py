@@ -17,9 +17,9 @@ Seed images of every format qemu-img makes (and the hostile ones of
 flat VMDK pointing at a host file, a huge VMDK descriptor) have bytes of
 their first MiB or of their last 64 KiB overwritten by hypothesis: magic
 numbers, sizes, offsets and counts set to extremes. Each mutant streams
-through :class:`~ironic_images.inspection.StreamInspector` in random
-chunk sizes and through :func:`~ironic_images.inspection.inspect_file`,
-then the safety gate :func:`~ironic_images.inspection.check_image`.
+through :class:`~ironic_images.formats.inspection.StreamInspector` in random
+chunk sizes and through :func:`~ironic_images.formats.inspection.inspect_file`,
+then the safety gate :func:`~ironic_images.formats.gate.check_image`.
 
 Property: a verdict (a format, or InvalidImage/ImageUnacceptable), the
 same whatever the chunking; within a bounded time and bounded memory

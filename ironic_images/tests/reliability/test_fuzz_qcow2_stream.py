@@ -18,7 +18,7 @@ data). Hypothesis overwrites bytes of their header, L1 and L2 tables,
 compressed data and data clusters (table entries rebuilt from the seed's
 own offsets and flags, header fields set to edge values, random bytes,
 bit flips, a truncation), then streams the mutant through
-:class:`~ironic_images.image_sink.ImageSink` (``to_raw=True``) in
+:class:`~ironic_images.sink.image_sink.ImageSink` (``to_raw=True``) in
 memory chunks of mixed sizes.
 
 Property, for every mutant: the sink raises one of

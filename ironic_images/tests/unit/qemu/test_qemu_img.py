@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Unit tests of ironic_images.qemu_img and qemu_convert (qemu-img mocked)."""
+"""Unit tests of ironic_images.qemu.info and qemu.convert (qemu-img mocked)."""
 
 import errno
 import json

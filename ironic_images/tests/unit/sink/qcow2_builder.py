@@ -13,7 +13,7 @@
 """Build qcow2 files in memory, laid out cluster by cluster.
 
 Written from qemu's docs/interop/qcow2.txt, not from
-:mod:`ironic_images.qcow2_stream`, so a test can put the L1 table, the L2
+:mod:`ironic_images.sink.qcow2_stream`, so a test can put the L1 table, the L2
 tables and the data clusters at any host cluster, in any order, and say
 what the guest should read without decoding anything::
 
