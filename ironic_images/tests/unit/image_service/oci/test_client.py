@@ -176,12 +176,15 @@ class TestManifests(ClientTestCase):
 
     def test_digest_of_the_bytes_as_received(self):
         # Not canonical JSON: the digest is of these exact bytes.
-        body = b'{ "layers" :[ {"digest": "%s"} ] }\n' % BLOB_DIGEST.encode()
+        body = (b'{ "schemaVersion":2, "config": {"digest": "%s", "size": 2},'
+                b'\n"layers" :[ {"digest": "%s" ,"size":1} ] }\n' % (
+                    digest_of(b'{}').encode(), BLOB_DIGEST.encode()))
         self.add_manifest(body=body, ref=digest_of(body))
         href = 'oci://%s/%s@%s' % (HOST, REPO, digest_of(body))
         manifest, digest = self.client.get_manifest_and_digest(href)
         self.assertEqual(digest_of(body), digest)
-        self.assertEqual([{'digest': BLOB_DIGEST}], manifest['layers'])
+        self.assertEqual([{'digest': BLOB_DIGEST, 'size': 1}],
+                         manifest['layers'])
         self.add_manifest(body=body, ref='v1')
         self.assertEqual(digest_of(body),
                          self.client.get_manifest_and_digest(TAG_HREF)[1])
