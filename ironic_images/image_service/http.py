@@ -19,6 +19,7 @@ from oslo_utils import units
 import requests
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.image_service import base
@@ -158,7 +159,8 @@ class HttpImageService(base.BaseImageService):
             Content-Range; None when the server does not say),
             ``updated_at`` (naive UTC from Last-Modified, or None),
             ``properties`` (``etag``, ``content_type``, ``url``: the
-            final URL after redirects, ``last_modified``) and
+            final URL after redirects, its password and credential-like
+            query values masked; ``last_modified``) and
             ``no_cache`` (Cache-Control: no-store).
         :raises: as :meth:`validate_href`.
         """
@@ -179,7 +181,8 @@ class HttpImageService(base.BaseImageService):
                 'etag': headers.get('ETag'),
                 'content_type': headers.get('Content-Type'),
                 'last_modified': headers.get('Last-Modified'),
-                'url': response.url,
+                # For a person to read: masked, as in the logs.
+                'url': masking.mask_href(response.url),
             },
             'no_cache': 'no-store' in cache_control,
         }

@@ -49,8 +49,6 @@ INDEX_TYPES = (INDEX_TYPE, DOCKER_LIST_TYPE)
 MANIFEST_TYPES = (MANIFEST_TYPE, DOCKER_MANIFEST_TYPE)
 MANIFEST_ACCEPT = ', '.join((INDEX_TYPE, MANIFEST_TYPE, DOCKER_LIST_TYPE,
                              DOCKER_MANIFEST_TYPE))
-# Registries refuse larger manifests; anything larger is not one.
-MAX_MANIFEST_SIZE = bodies.MANIFEST
 _MAX_TAG_PAGES = 100
 # Tags named in the message of a missing tag.
 _TAGS_NAMED = 20
@@ -188,7 +186,7 @@ class OciClient:
                 raise self._tag_not_found(ref, image_href, response)
             oci_session.check_status(response, image_href, _('manifest'))
             try:
-                body = bodies.read_capped(response, MAX_MANIFEST_SIZE,
+                body = bodies.read_capped(response, bodies.MANIFEST,
                                           image_href, _('manifest'))
                 break
             except exception.ImageDownloadFailed as error:

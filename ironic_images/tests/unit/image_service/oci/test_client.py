@@ -29,6 +29,7 @@ from ironic_images import exception
 from ironic_images.image_service.oci import client as oci_client
 from ironic_images.image_service.oci import reference as oci_reference
 from ironic_images.tests import base
+from ironic_images.transfer import bodies
 
 HOST = 'registry.example.com'
 BASE = 'https://' + HOST
@@ -230,7 +231,7 @@ class TestManifests(ClientTestCase):
             self.assertIn('manifest', str(error))
 
     def test_too_large(self):
-        body = b'{"pad": "%s"}' % (b'x' * oci_client.MAX_MANIFEST_SIZE)
+        body = b'{"pad": "%s"}' % (b'x' * bodies.MANIFEST)
         self.add_manifest(body=body, ref='v1')
         self.assertRaises(exception.ImageRefValidationFailed,
                           self.client.get_manifest, TAG_HREF)
