@@ -15,7 +15,6 @@
 import urllib.parse
 
 from oslo_log import log as logging
-from oslo_utils import units
 import requests
 
 from ironic_images._i18n import _
@@ -24,6 +23,7 @@ from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.image_service import base
 from ironic_images.image_service import checksum_files
+from ironic_images.transfer import bodies
 from ironic_images.transfer import file_writer
 from ironic_images.transfer import http_client
 from ironic_images.transfer import pipeline
@@ -31,9 +31,6 @@ from ironic_images.transfer import resumable
 
 LOG = logging.getLogger(__name__)
 
-# Largest body get() returns: checksum files are small; anything larger is
-# not one.
-MAX_TEXT_SIZE = 16 * units.Mi
 _HIDDEN_HREF = '<secret URL>'
 
 
@@ -303,7 +300,8 @@ class HttpImageService(base.BaseImageService):
         :param image_href: the URL.
         :returns: the body as text.
         :raises: ImageRefValidationFailed for an error status;
-            ImageDownloadFailed when the body is larger than 16 MiB or the
+            ImageDownloadFailed when the body is larger than
+            :data:`~ironic_images.transfer.bodies.CHECKSUM_FILE` or the
             transfer fails.
         """
         service = HttpImageService()
@@ -319,7 +317,7 @@ class HttpImageService(base.BaseImageService):
         try:
             pipeline.stream(source, [_Collector(body)], image_href,
                             expected_size=source.total,
-                            max_size=MAX_TEXT_SIZE)
+                            max_size=bodies.CHECKSUM_FILE)
         finally:
             source.close()
         return body.decode(response.encoding or 'utf-8', errors='replace')
