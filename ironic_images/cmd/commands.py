@@ -51,8 +51,8 @@ def show():
     href = CONF.command.href
     properties = image_service.get_image_service(href).show(href)
     # Printed for a person: hrefs masked, as in the logs.
-    json.dump(masking.mask_hrefs_in(properties), sys.stdout, indent=2, sort_keys=True,
-              default=_json_default)
+    json.dump(masking.mask_hrefs_in(properties), sys.stdout, indent=2,
+              sort_keys=True, default=_json_default)
     sys.stdout.write('\n')
 
 

@@ -386,4 +386,5 @@ def registry_error(response):
         return '', ''
     # One line, and short: it goes into an exception message.
     return tuple(' '.join(value.split())[:_MAX_ERROR_TEXT]
-                 if isinstance(value, str) else '' for value in (code, message))
+                 if isinstance(value, str) else ''
+                 for value in (code, message))

@@ -29,8 +29,8 @@ from oslo_utils import units
 
 from ironic_images.cache import cache
 from ironic_images.cache import masters as cache_masters
-from ironic_images.image_service import base as service_base
 from ironic_images import image_cache
+from ironic_images.image_service import base as service_base
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import oci_push
 from ironic_images.tests.functional.servers import registry
@@ -161,7 +161,8 @@ class TestOneNamePerImage(CacheHardeningTestCase):
             's3-bucket disk', 's3-bucket_disk', 's3-bucket.disk',
             'disk.raw', 'disk', 'disk.meta', '.disk', 'oci-sha256:' + 'a' * 64,
             'oci-sha256-' + 'a' * 64, 'url-' + 'b' * 64, 'key-' + 'c' * 64,
-            'x' * 300, 'x' * 301, 'glance-6b1c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3']
+            'x' * 300, 'x' * 301,
+            'glance-6b1c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3']
 
     def name_of(self, key, force_raw):
         service = _KeyedService(key)

@@ -134,8 +134,8 @@ class TestEndlessBodies(HostileTestCase):
         self.faults.script('/v2/%s/tags/list' % REPO, [
             faults.flood(FLOOD, b'{"name": "%s", "tags": [' % REPO.encode(),
                          b'"v", ')])
-        error, peak = self.peak_of(oci.OciImageService().identify_specific_image,
-                                   href + ':v2')
+        error, peak = self.peak_of(
+            oci.OciImageService().identify_specific_image, href + ':v2')
         self.assertIsInstance(error, exception.OciImageTagNotFound)
         self.assertEqual('too many to list', error.kwargs['tags'])
         self.assertLess(peak, bound(bodies.TAG_LIST_HINT))

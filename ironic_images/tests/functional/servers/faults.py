@@ -42,10 +42,11 @@ Faults (:class:`Fault` objects, made by these helpers):
 * ``no_range()``: answer a Range request with the full 200 body.
 * ``change(body=None, file=None, ...)``: replace the resource (new ETag and
   Last-Modified) for this request and the next ones.
-* ``flood(total, prefix=b'', status=200)``: answer ``status`` with ``prefix`` then filler,
-  ``total`` bytes in all, without Content-Length (the body ends when the
-  connection closes): a body that, to a client, never ends. The bytes
-  each flood sent are in :attr:`FaultServer.flooded`.
+* ``flood(total, prefix=b'', status=200)``: answer ``status`` with
+  ``prefix`` then filler, ``total`` bytes in all, without Content-Length
+  (the body ends when the connection closes): a body that, to a client,
+  never ends. The bytes each flood sent are in
+  :attr:`FaultServer.flooded`.
 
 Every request is recorded, in order, in :attr:`FaultServer.requests`.
 
@@ -128,8 +129,7 @@ def no_range():
 
 def flood(total, prefix=b'', fill=b' ',
           content_type='application/json', status=200):
-    """Answer ``status`` with ``prefix`` and ``fill`` repeated, ``total``
-    bytes.
+    """Answer ``status``: ``prefix``, then ``fill`` up to ``total`` bytes.
 
     No Content-Length: the body ends only when the connection closes, or
     when ``total`` bytes are sent.
