@@ -72,14 +72,17 @@ class HostileTestCase(base.ReliabilityTestCase):
         self.faults = self.useFixture(faults.FaultServerFixture())
 
     def peak_of(self, function, *args):
-        """Call; return (the exception raised or None, the memory peak)."""
+        """Call; return (the exception raised or None, the memory peak).
+
+        The result, when there is one, is in ``self.result``.
+        """
         tracemalloc.start()
         self.addCleanup(tracemalloc.stop)
         tracemalloc.reset_peak()
         error = None
         try:
             with base.bounded(60, function.__name__):
-                function(*args)
+                self.result = function(*args)
         except Exception as raised:
             error = raised
         peak = tracemalloc.get_traced_memory()[1]
@@ -177,6 +180,20 @@ class TestEndlessBodies(HostileTestCase):
         error, peak = self.peak_of(http.HttpImageService.get, url)
         self.assertIsInstance(error, exception.ImageDownloadFailed)
         self.assertLess(peak, bound(bodies.CHECKSUM_FILE))
+        self.assertHungUp()
+
+    def test_redirect_body(self):
+        # requests reads a redirect's body whole before following it.
+        target = self.faults.add('/SHA256SUMS', body=b'%s  disk.img\n' % (
+            b'a' * 64))
+        self.faults.add('/moved', body=b'x')
+        self.faults.script('/moved', [faults.Fault(
+            flood=(302, b'', b' ', FLOOD), headers={'Location': target})])
+        error, peak = self.peak_of(http.HttpImageService.get,
+                                   self.faults.url_for('/moved'))
+        self.assertIsNone(error)
+        self.assertIn('disk.img', self.result)
+        self.assertLess(peak, MARGIN)
         self.assertHungUp()
 
     def test_glance_record(self):
