@@ -19,6 +19,7 @@ uses them.
 
 from ironic_images.image_service.oci import client
 from ironic_images.image_service.oci import reference
+from ironic_images.transfer import bodies
 
 DOCKER_LIST_TYPE = client.DOCKER_LIST_TYPE
 DOCKER_MANIFEST_TYPE = client.DOCKER_MANIFEST_TYPE
@@ -26,7 +27,7 @@ INDEX_TYPE = client.INDEX_TYPE
 INDEX_TYPES = client.INDEX_TYPES
 MANIFEST_ACCEPT = client.MANIFEST_ACCEPT
 MANIFEST_TYPE = client.MANIFEST_TYPE
-MAX_MANIFEST_SIZE = client.MAX_MANIFEST_SIZE
+MAX_MANIFEST_SIZE = bodies.MANIFEST
 OciClient = client.OciClient
 OciReference = reference.OciReference
 parse_reference = reference.parse_reference

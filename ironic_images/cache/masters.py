@@ -17,8 +17,16 @@ accepted with (``checksums`` as ``algo:hex``, declared ``formats``), what
 it is (``format``, ``size``, ``virtual_size``), the masked href, and how to
 revalidate it (``etag`` and ``last_modified`` for HTTP, a ``fingerprint``
 of ``show()`` for other mutable schemes, ``validated_at``). It names the
-master's inode, size and mtime, so a sidecar that does not describe the
-file beside it is ignored.
+master (its file name, which says which image it is) and the master's
+inode, size and mtime, so a sidecar that does not describe the file beside
+it -- another image's sidecar, a master renamed or linked under another
+name -- is ignored. A master must be a regular file: a symbolic link in
+its place is never followed, never handed out.
+
+Master names are unique per image: ``url-SHA256(href)``, or a driver's
+content key (``glance-<id>``, ``oci-sha256-<hex>``) when it is a plain
+name, else ``key-SHA256(key)``; no name ends in ``.raw`` or ``.meta`` or
+takes the shape of another kind of name.
 """
 
 import collections
@@ -28,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import stat as stat_module
 import time
 
 from oslo_log import log as logging
@@ -39,7 +48,10 @@ from ironic_images import image_service
 
 LOG = logging.getLogger(__name__)
 
-META_VERSION = 1
+# 2: the sidecar names its master.
+META_VERSION = 2
+# A sidecar is a few hundred bytes; a larger one is not ours.
+_MAX_META = 64 * units.Ki
 # A link cannot be made: another filesystem, not allowed, too many links.
 _CANNOT_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 _NO_COPY_FILE_RANGE = (errno.EXDEV, errno.EINVAL, errno.ENOSYS,
@@ -47,7 +59,15 @@ _NO_COPY_FILE_RANGE = (errno.EXDEV, errno.EINVAL, errno.ENOSYS,
 _COPY_CHUNK = 8 * units.Mi
 _REQUIRED = {'validated_at': (int, float), 'formats': list,
              'checksums': list, 'size': int}
-_UNSAFE = re.compile(r'[^A-Za-z0-9_.-]')
+# A content key kept as the master's name: plain characters, no dot
+# first, and not the shape of a name made another way.
+_PLAIN_KEY = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$')
+_RESERVED_NAME = re.compile(
+    r'^(?:url|key)-[0-9a-f]{64}$|^[A-Za-z0-9]+-sha(?:256|512)-[0-9a-f]+$|'
+    r'\.(?:raw|meta)$')
+# A digest key (``oci-sha256:HEX``), named ``oci-sha256-HEX``.
+_DIGEST_KEY = re.compile(r'^([A-Za-z0-9]+)-(sha256|sha512):([0-9a-f]+)$')
+_NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 Source = collections.namedtuple(
     'Source', ['kind', 'name', 'href', 'service', 'properties', 'immutable'])
@@ -81,11 +101,29 @@ def identify(href, ctx=None, image_auth_data=None, cpu_arch=None):
     resolved = service.resolve(href, cpu_arch=cpu_arch)
     kind = image_service.image_scheme(href)
     if resolved.content_key:
-        return Source(kind, _UNSAFE.sub('-', resolved.content_key),
+        return Source(kind, content_name(resolved.content_key),
                       resolved.href, service, resolved.properties, True)
     name = 'url-' + hashlib.sha256(href.encode('utf-8')).hexdigest()
     return Source(kind, name, resolved.href, service, resolved.properties,
                   False)
+
+
+def content_name(key):
+    """The master name of a driver's content key; one name per key.
+
+    :param key: ``glance-<id>``, ``oci-sha256:<hex>`` or any driver's key.
+    :returns: the key itself when it is a plain name, ``PREFIX-ALGO-HEX``
+        for a digest key, else ``key-`` and the SHA-256 of the key. Two
+        keys never share a name, and no name is ``url-`` and 64 hex
+        digits (an href's master), ends in ``.raw`` (a converted master's
+        suffix) or ``.meta`` (a sidecar), or starts with a dot.
+    """
+    digest = _DIGEST_KEY.match(key)
+    if digest:
+        return '-'.join(digest.groups())
+    if _PLAIN_KEY.match(key) and not _RESERVED_NAME.search(key):
+        return key
+    return 'key-' + hashlib.sha256(key.encode('utf-8')).hexdigest()
 
 
 def meta_path(master):
@@ -105,12 +143,20 @@ def read_meta(master):
         is missing, unreadable, or the sidecar describes another file.
     """
     try:
-        with open(meta_path(master), 'rb') as meta_file:
-            meta = json.loads(meta_file.read())
-        stat = os.stat(master)
-    except (OSError, ValueError):
+        # Neither the master nor its sidecar may be a symbolic link (to
+        # another image, to a secret, to an endless device).
+        fd = os.open(meta_path(master), _NO_FOLLOW)
+        with open(fd, 'rb') as meta_file:
+            if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = meta_file.read(_MAX_META + 1)
+        meta = json.loads(data) if len(data) <= _MAX_META else None
+        stat = os.lstat(master)
+    except (OSError, ValueError, RecursionError):
         return None
     if (not isinstance(meta, dict) or meta.get('version') != META_VERSION
+            or not stat_module.S_ISREG(stat.st_mode)
+            or meta.get('name') != os.path.basename(master)
             or meta.get('identity') != _identity(stat)):
         return None
     for key, kind in _REQUIRED.items():
@@ -129,7 +175,8 @@ def write_meta(master, meta, durable):
     :raises: OSError.
     """
     meta['version'] = META_VERSION
-    meta['identity'] = _identity(os.stat(master))
+    meta['name'] = os.path.basename(master)
+    meta['identity'] = _identity(os.lstat(master))
     data = json.dumps(meta, sort_keys=True).encode('utf-8')
     if durable:
         with fileutils.atomic_write(meta_path(master)) as meta_file:
@@ -206,11 +253,24 @@ class HandOut:
         The master's access time is set to now: it records the last use.
         Nothing is reserved when the destination already is the master.
 
-        :raises: OSError.
+        :raises: OSError; ELOOP when the master is a symbolic link,
+            EINVAL when it is not a regular file or changed while it was
+            linked.
         """
-        stat = os.stat(self.master)
+        # Opened without following a link: what is checked, timed and
+        # linked is the inode that was opened, a regular file.
+        fd = os.open(self.master, _NO_FOLLOW)
         try:
-            os.utime(self.master, ns=(time.time_ns(), stat.st_mtime_ns))
+            self._take(fd)
+        finally:
+            os.close(fd)
+
+    def _take(self, fd):
+        stat = os.fstat(fd)
+        if not stat_module.S_ISREG(stat.st_mode):
+            raise OSError(errno.EINVAL, 'not a regular file', self.master)
+        try:
+            os.utime(fd, ns=(time.time_ns(), stat.st_mtime_ns))
         except PermissionError:
             # A master of another user (a cache shared between services):
             # eviction then sees its older last use.
@@ -237,7 +297,7 @@ class HandOut:
                           '(%(error)s); copying it', {
                               'master': self.master, 'dest': self.dest,
                               'error': os.strerror(error.errno)})
-                self._source = open(self.master, 'rb')
+                self._source = os.fdopen(os.dup(fd), 'rb')
                 # The name just unlinked lost its lock: copy into a new
                 # one, which part_path locks.
                 fileutils.remove_quietly(part)
@@ -245,6 +305,13 @@ class HandOut:
             else:
                 # Shared: every hand-out of one master may hold it.
                 self._guard = _lock_shared(part)
+                # Linked by name: keep it only if it is the inode opened.
+                linked = os.fstat(self._guard)
+                if (linked.st_dev, linked.st_ino) != (stat.st_dev,
+                                                      stat.st_ino):
+                    raise OSError(errno.EINVAL,
+                                  'the master changed while it was linked',
+                                  self.master)
         except BaseException:
             fileutils.remove_quietly(part)
             self._part = None
@@ -282,7 +349,9 @@ class HandOut:
 
 def _lock_shared(path):
     """Open a file and hold a shared ``flock`` on it; returns the fd."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # Never follows a link, never waits for a FIFO's writer: the caller
+    # checks that it is the inode it linked.
+    fd = os.open(path, _NO_FOLLOW)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
     except BaseException:

@@ -24,6 +24,7 @@ from oslo_utils import units
 
 from ironic_images.cmd import commands
 from ironic_images.cmd import progress
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import image_cache
 
@@ -41,7 +42,8 @@ def _when(epoch):
 
 def cache_list():
     """Print the master images, least recently used first."""
-    masters = image_cache.ImageCache().list()
+    # A sidecar holds a masked href; one written by hand might not.
+    masters = masking.mask_hrefs_in(image_cache.ImageCache().list())
     if CONF.command.json:
         json.dump(masters, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write('\n')

@@ -19,6 +19,7 @@ import sys
 
 from ironic_images.cmd import progress
 from ironic_images.common import fileutils
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import image_service
 
@@ -49,8 +50,9 @@ def show():
     """Print the properties of an image as JSON."""
     href = CONF.command.href
     properties = image_service.get_image_service(href).show(href)
-    json.dump(properties, sys.stdout, indent=2, sort_keys=True,
-              default=_json_default)
+    # Printed for a person: hrefs masked, as in the logs.
+    json.dump(masking.mask_hrefs_in(properties), sys.stdout, indent=2,
+              sort_keys=True, default=_json_default)
     sys.stdout.write('\n')
 
 

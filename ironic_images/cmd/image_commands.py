@@ -18,6 +18,7 @@ import sys
 
 from ironic_images.cmd import commands
 from ironic_images.cmd import progress
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.formats import gate
@@ -94,6 +95,7 @@ def inspect():
                 None, args.image, os.path.join(scratch, 'image'),
                 checksum=args.checksum, checksum_algo=args.checksum_algo)
             report = _report(args.image, fetched, detected, args.format)
+    report = masking.mask_hrefs_in(report)
     if args.json:
         json.dump(report, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write('\n')

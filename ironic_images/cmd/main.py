@@ -117,8 +117,9 @@ def _run(argv):
 
 def _one_line(error):
     if not isinstance(error, _EXPECTED_ERRORS):
-        error = masking.mask_text('%s: %s' % (type(error).__name__, error))
-    return ' '.join(str(error).split())
+        error = '%s: %s' % (type(error).__name__, error)
+    # Ours mask the hrefs they name; a URL in a reason may remain.
+    return ' '.join(masking.mask_text(error).split())
 
 
 if __name__ == '__main__':

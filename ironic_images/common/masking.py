@@ -84,6 +84,30 @@ def mask_text(text):
     return ''.join(pieces)
 
 
+def mask_hrefs_in(value):
+    """A copy of a structure with every URL in its strings masked.
+
+    For what is printed or returned to a person: the properties ``show()``
+    returns, a cache listing, an inspection report. Strings that carry no
+    ``scheme://`` are kept as they are, so checksums and names are not
+    touched.
+
+    :param value: dicts, lists and tuples of strings, numbers, dates...
+    :returns: the same shape, each string with a URL in it passed through
+        :func:`mask_text`.
+    """
+    if isinstance(value, str):
+        return mask_text(value) if '://' in value else value
+    if isinstance(value, dict):
+        return {key: mask_hrefs_in(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [mask_hrefs_in(item) for item in value]
+        # A named tuple takes its fields one by one.
+        return (type(value)(*items) if hasattr(value, '_fields')
+                else type(value)(items))
+    return value
+
+
 class MaskingFilter(logging.Filter):
     """Mask credentials in the records of a logger that is not ours.
 

@@ -15,14 +15,15 @@
 import urllib.parse
 
 from oslo_log import log as logging
-from oslo_utils import units
 import requests
 
 from ironic_images._i18n import _
+from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.image_service import base
 from ironic_images.image_service import checksum_files
+from ironic_images.transfer import bodies
 from ironic_images.transfer import file_writer
 from ironic_images.transfer import http_client
 from ironic_images.transfer import pipeline
@@ -30,9 +31,6 @@ from ironic_images.transfer import resumable
 
 LOG = logging.getLogger(__name__)
 
-# Largest body get() returns: checksum files are small; anything larger is
-# not one.
-MAX_TEXT_SIZE = 16 * units.Mi
 _HIDDEN_HREF = '<secret URL>'
 
 
@@ -158,7 +156,8 @@ class HttpImageService(base.BaseImageService):
             Content-Range; None when the server does not say),
             ``updated_at`` (naive UTC from Last-Modified, or None),
             ``properties`` (``etag``, ``content_type``, ``url``: the
-            final URL after redirects, ``last_modified``) and
+            final URL after redirects, its password and credential-like
+            query values masked; ``last_modified``) and
             ``no_cache`` (Cache-Control: no-store).
         :raises: as :meth:`validate_href`.
         """
@@ -179,7 +178,8 @@ class HttpImageService(base.BaseImageService):
                 'etag': headers.get('ETag'),
                 'content_type': headers.get('Content-Type'),
                 'last_modified': headers.get('Last-Modified'),
-                'url': response.url,
+                # For a person to read: masked, as in the logs.
+                'url': masking.mask_href(response.url),
             },
             'no_cache': 'no-store' in cache_control,
         }
@@ -301,7 +301,8 @@ class HttpImageService(base.BaseImageService):
         :param image_href: the URL.
         :returns: the body as text.
         :raises: ImageRefValidationFailed for an error status;
-            ImageDownloadFailed when the body is larger than 16 MiB or the
+            ImageDownloadFailed when the body is larger than
+            :data:`~ironic_images.transfer.bodies.CHECKSUM_FILE` or the
             transfer fails.
         """
         service = HttpImageService()
@@ -317,7 +318,7 @@ class HttpImageService(base.BaseImageService):
         try:
             pipeline.stream(source, [_Collector(body)], image_href,
                             expected_size=source.total,
-                            max_size=MAX_TEXT_SIZE)
+                            max_size=bodies.CHECKSUM_FILE)
         finally:
             source.close()
         return body.decode(response.encoding or 'utf-8', errors='replace')

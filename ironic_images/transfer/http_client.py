@@ -96,7 +96,20 @@ def new_session(max_redirects=None):
     session.max_redirects = (CONF.http.max_redirects if max_redirects is None
                              else max_redirects)
     session.headers.update(DEFAULT_HEADERS)
+    session.hooks['response'].append(_drop_redirect_body)
     return session
+
+
+def _drop_redirect_body(response, *args, **kwargs):
+    """Close a redirect's connection rather than read its body.
+
+    requests reads the whole body of a redirect before following it, to
+    reuse the connection: a hostile server's body may never end. Closed,
+    it reads as empty; the next request opens a new connection.
+    """
+    if response.is_redirect:
+        response.raw.close()
+    return response
 
 
 def timeout():

@@ -29,6 +29,7 @@ fail end in :class:`~ironic_images.exception.TemporaryFailure`, which
 keystoneauth's cannot.
 """
 
+import json
 import re
 import time
 import urllib.parse
@@ -45,6 +46,7 @@ from ironic_images._i18n import _
 from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images.transfer import bodies
 from ironic_images.transfer import http_client
 
 LOG = logging.getLogger(__name__)
@@ -126,14 +128,22 @@ def _sleep(seconds):
 def error_reason(response):
     """The message of a Glance error answer, short and on one line.
 
-    :param response: the error response.
+    At most :data:`ironic_images.transfer.bodies.ERROR_BODY` bytes of
+    the body are read; the response is closed.
+
+    :param response: the error response, streamed.
     :returns: ``HTTP <status>`` followed by Glance's message.
     """
-    text = ''
     try:
-        body = response.json()
+        data = bodies.read_capped(response, bodies.ERROR_BODY, 'glance://',
+                                  'error body')
+    except exception.IronicImagesException:
+        data = b''
+    text = data.decode(response.encoding or 'utf-8', errors='replace')
+    try:
+        body = json.loads(text)
     except (ValueError, RecursionError):
-        text = response.text or ''
+        pass
     else:
         if isinstance(body, dict):
             inner = body.get('error', body)
@@ -257,15 +267,29 @@ class GlanceClient:
         :param headers: extra request headers.
         :param kwargs: passed to the adapter (``json``, ``data``,
             ``params``, ``stream``).
-        :returns: the response, with a status below 300.
+        :returns: the response, with a status below 300. Its body is
+            streamed: unless ``stream`` was asked, it is closed unread
+            (:meth:`json` reads the bodies that matter, bounded).
         :raises: ImageServiceAuthenticationRequired, ImageNotAuthorized,
             ImageNotFound, ImageRefValidationFailed, ``error_class``;
             TemporaryFailure when connection failures or 502/503/504
             persist; ImageHostRateLimitFailure when 429 persists.
         """
+        response = self._request(method, path, image_href, error_class,
+                                 retries, headers, **kwargs)
+        if not kwargs.get('stream'):
+            response.close()
+        return response
+
+    def _request(self, method, path, image_href, error_class, retries,
+                 headers, **kwargs):
+        """:meth:`request`, its body streamed and left open."""
         retries = CONF.glance.num_retries if retries is None else retries
         url = self._url(path, image_href)
         kwargs.update(self._auth(image_href))
+        # Never read whole: keystoneauth reads a JSON body to log it at
+        # DEBUG, whatever its size, unless told not to log.
+        kwargs.update(stream=True, log=False)
         all_headers = {'Accept': 'application/json'}
         all_headers.update(headers or {})
 
@@ -277,8 +301,10 @@ class GlanceClient:
                                             redirect=False,
                                             headers=all_headers, **kwargs)
             if response.status_code in RETRY_STATUSES:
-                response.close()
-                raise http_client.RetryableStatus(response)
+                retry = http_client.RetryableStatus(response)
+                # Read (bounded) now: the last one makes the message.
+                retry.reason = error_reason(response)
+                raise retry
             return response
 
         retrying = tenacity.Retrying(
@@ -295,7 +321,7 @@ class GlanceClient:
             response = retrying(_send)
         except http_client.RetryableStatus as error:
             reason = _('%(reason)s after %(n)d attempts') % {
-                'reason': error_reason(error.response), 'n': retries + 1}
+                'reason': error.reason, 'n': retries + 1}
             if error.response.status_code == 429:
                 raise exception.ImageHostRateLimitFailure(
                     image_href=image_href, reason=reason)
@@ -322,13 +348,18 @@ class GlanceClient:
         :raises: as :meth:`request`; ``error_class`` when the body is not
             JSON.
         """
-        error_class = kwargs.get('error_class',
+        error_class = kwargs.pop('error_class',
                                  exception.ImageRefValidationFailed)
-        response = self.request(method, path, image_href, **kwargs)
-        if response.status_code == 204 or not response.content:
+        response = self._request(method, path, image_href, error_class,
+                                 kwargs.pop('retries', None),
+                                 kwargs.pop('headers', None), **kwargs)
+        data = bodies.read_capped(response, bodies.GLANCE_RECORD,
+                                  image_href, _('Glance answer'),
+                                  error_class=error_class)
+        if response.status_code == 204 or not data:
             return None
         try:
-            return response.json()
+            return json.loads(data)
         except (ValueError, RecursionError) as error:
             # RecursionError: json's answer to a body nested too deep.
             raise error_class(

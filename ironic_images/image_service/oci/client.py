@@ -23,7 +23,6 @@ import time
 import urllib.parse
 
 from oslo_log import log as logging
-from oslo_utils import units
 
 from ironic_images._i18n import _
 from ironic_images.common import masking
@@ -31,7 +30,9 @@ from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.image_service.oci import auth as oci_auth
 from ironic_images.image_service.oci import reference as oci_reference
+from ironic_images.image_service.oci import schema as oci_schema
 from ironic_images.image_service.oci import session as oci_session
+from ironic_images.transfer import bodies
 from ironic_images.transfer import checksums
 from ironic_images.transfer import file_writer
 from ironic_images.transfer import http_client
@@ -45,11 +46,16 @@ MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json'
 DOCKER_LIST_TYPE = 'application/vnd.docker.distribution.manifest.list.v2+json'
 DOCKER_MANIFEST_TYPE = 'application/vnd.docker.distribution.manifest.v2+json'
 INDEX_TYPES = (INDEX_TYPE, DOCKER_LIST_TYPE)
+MANIFEST_TYPES = (MANIFEST_TYPE, DOCKER_MANIFEST_TYPE)
 MANIFEST_ACCEPT = ', '.join((INDEX_TYPE, MANIFEST_TYPE, DOCKER_LIST_TYPE,
                              DOCKER_MANIFEST_TYPE))
-# Registries refuse larger manifests; anything larger is not one.
-MAX_MANIFEST_SIZE = 4 * units.Mi
 _MAX_TAG_PAGES = 100
+# Tags named in the message of a missing tag.
+_TAGS_NAMED = 20
+
+
+class _TagListTooLarge(exception.ImageRefValidationFailed):
+    """A tag list over its cap (a registry that streams forever)."""
 
 
 class OciClient:
@@ -113,20 +119,41 @@ class OciClient:
     def get_tags(self, image_url):
         """List the tags of an image's repository, following pagination.
 
+        At most 100 pages are read, each of at most
+        :data:`~ironic_images.transfer.bodies.TAG_LIST_PAGE` bytes and
+        :data:`~ironic_images.transfer.bodies.TAG_LIST_TOTAL` in all.
+
         :param image_url: an ``oci://`` URL.
         :returns: the list of tags.
         :raises: ImageNotFound, ImageServiceAuthenticationRequired,
-            ImageRefValidationFailed for a malformed answer,
+            ImageRefValidationFailed for a malformed or too large answer,
             TemporaryFailure.
         """
         ref = oci_reference.parse_reference(image_url)
-        path = '/v2/%s/tags/list' % ref.repository
         tags = []
-        for _page in range(_MAX_TAG_PAGES):
-            response = self.registry.request(ref, path, image_url)
+        for page in self._tag_pages(ref, image_url, _MAX_TAG_PAGES,
+                                    bodies.TAG_LIST_PAGE,
+                                    bodies.TAG_LIST_TOTAL):
+            tags.extend(page)
+        return tags
+
+    def _tag_pages(self, ref, image_url, max_pages, page_cap, total_cap,
+                   first_page_size=None):
+        """The pages of a tag list, each a list of tags, read bounded."""
+        path = '/v2/%s/tags/list' % ref.repository
+        if first_page_size:
+            path += '?n=%d' % first_page_size
+        total = 0
+        for _page in range(max_pages):
+            response = self.registry.request(ref, path, image_url,
+                                             stream=True)
             oci_session.check_status(response, image_url, _('tag list'))
-            body = oci_session.parse_json(response.content, image_url,
-                                          _('tag list'))
+            data = bodies.read_capped(response, min(page_cap,
+                                                    total_cap - total),
+                                      image_url, _('tag list'),
+                                      error_class=_TagListTooLarge)
+            total += len(data)
+            body = oci_session.parse_json(data, image_url, _('tag list'))
             page = body.get('tags') if isinstance(body, dict) else []
             if (not isinstance(body, dict) or (page is not None and (
                     not isinstance(page, list)
@@ -135,10 +162,10 @@ class OciClient:
                     image_href=image_url,
                     reason=_('the tag list is not an object with a list of '
                              'tag names'))
-            tags.extend(page or [])
+            yield page or []
             next_url = response.links.get('next', {}).get('url')
             if not next_url:
-                break
+                return
             try:
                 parts = urllib.parse.urlsplit(
                     urllib.parse.urljoin(response.url, next_url))
@@ -147,7 +174,6 @@ class OciClient:
                     image_href=image_url,
                     reason=_('the tag list links to a malformed next page'))
             path = parts.path + ('?' + parts.query if parts.query else '')
-        return tags
 
     def _manifest(self, ref, image_href, accept=MANIFEST_ACCEPT):
         """The bytes, parsed body and digest of a manifest or index."""
@@ -158,36 +184,21 @@ class OciClient:
                 ref, path, image_href, headers={'Accept': accept},
                 stream=True)
             if response.status_code == 404 and not ref.digest:
-                response.close()
-                raise exception.OciImageTagNotFound(
-                    image_href=image_href, tag=ref.tag,
-                    tags=', '.join(self._tags_quietly(ref)) or _('none'))
+                raise self._tag_not_found(ref, image_href, response)
             oci_session.check_status(response, image_href, _('manifest'))
             try:
-                body = response.raw.read(MAX_MANIFEST_SIZE + 1,
-                                         decode_content=True)
+                body = bodies.read_capped(response, bodies.MANIFEST,
+                                          image_href, _('manifest'))
                 break
-            except resumable.DROPS as error:
-                # urllib3 raises its own errors (IncompleteRead as
-                # ProtocolError, ReadTimeoutError) from raw reads.
-                reason = masking.mask_text('%s: %s' % (
-                    type(error).__name__, error))
+            except exception.ImageDownloadFailed as error:
+                # The connection broke while the manifest was read.
                 if attempt == retries:
-                    raise exception.ImageDownloadFailed(
-                        image_href=image_href,
-                        reason=_('reading the manifest: %s') % reason)
+                    raise
                 LOG.warning('Reading the manifest of %(href)s failed '
                             '(%(reason)s); retrying',
                             {'href': masking.mask_href(image_href),
-                             'reason': reason})
+                             'reason': error.kwargs.get('reason')})
                 time.sleep(http_client.backoff(attempt + 1))
-            finally:
-                response.close()
-        if len(body) > MAX_MANIFEST_SIZE:
-            raise exception.ImageRefValidationFailed(
-                image_href=image_href,
-                reason=_('the manifest is larger than %d bytes')
-                % MAX_MANIFEST_SIZE)
         if ref.digest:
             algorithm, _sep, value = ref.digest.partition(':')
             checksums.Checksum(algorithm, value).verify(
@@ -200,15 +211,48 @@ class OciClient:
             raise exception.ImageRefValidationFailed(
                 image_href=image_href,
                 reason=_('the manifest is not a JSON object'))
-        manifest.setdefault('mediaType', response.headers.get(
-            'Content-Type', '').split(';')[0].strip())
+        media_type = manifest.get('mediaType')
+        if media_type is None:
+            media_type = response.headers.get(
+                'Content-Type', '').split(';')[0].strip()
+        # Before any field is used: a type a field must not have would
+        # otherwise escape as a TypeError far from here.
+        oci_schema.validate(manifest, media_type in INDEX_TYPES or (
+            media_type not in MANIFEST_TYPES and 'manifests' in manifest
+            and 'layers' not in manifest), image_href)
+        manifest.setdefault('mediaType', media_type)
         return manifest, digest
 
-    def _tags_quietly(self, ref):
+    def _tag_not_found(self, ref, image_href, response):
+        """OciImageTagNotFound for a 404, naming a few of the tags.
+
+        The tag list is read only when the registry says the repository
+        exists, and then only its first page, bounded
+        (:data:`~ironic_images.transfer.bodies.TAG_LIST_HINT`): it is for
+        a message.
+        """
+        code, _message = oci_session.registry_error(response)
+        if code == 'NAME_UNKNOWN':
+            tags = _('none (no such repository)')
+        else:
+            tags = self._tag_hint(ref)
+        return exception.OciImageTagNotFound(image_href=image_href,
+                                             tag=ref.tag, tags=tags)
+
+    def _tag_hint(self, ref):
+        """A few tags of a repository for a message, or ``none``."""
         try:
-            return self.get_tags(ref.url())
+            page = next(self._tag_pages(
+                ref, ref.url(), 1, bodies.TAG_LIST_HINT,
+                bodies.TAG_LIST_HINT, first_page_size=_TAGS_NAMED + 1), [])
+        except _TagListTooLarge:
+            return _('too many to list')
         except exception.IronicImagesException:
-            return []
+            return _('none')
+        shown = ', '.join(page[:_TAGS_NAMED]) or _('none')
+        if len(page) > _TAGS_NAMED:
+            shown += _(' and more')
+        return shown
 
     def get_manifest(self, image_url, digest=None):
         """Fetch a manifest (or an index), verified against its digest.

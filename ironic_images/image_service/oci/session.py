@@ -28,14 +28,13 @@ import json
 import urllib.parse
 
 from oslo_log import log as logging
-from oslo_utils import units
-import requests
 
 from ironic_images._i18n import _
 from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.image_service.oci import auth as oci_auth
+from ironic_images.transfer import bodies
 from ironic_images.transfer import http_client
 
 LOG = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ LOG = logging.getLogger(__name__)
 _REDIRECTS = (301, 302, 303, 307, 308)
 # json raises RecursionError, not ValueError, for deeply nested input.
 _BAD_JSON = (ValueError, RecursionError)
-_MAX_ERROR_BODY = 64 * units.Ki
+_MAX_ERROR_TEXT = 300
 _DEFAULT_PORTS = {'https': 443, 'http': 80}
 
 
@@ -132,20 +131,20 @@ class RegistrySession:
         response = http_client.request(
             self.session, 'GET', realm, image_href=image_href,
             params=query, headers=headers, verify=self.verify,
-            timeout=http_client.timeout(),
+            timeout=http_client.timeout(), stream=True,
             error_class=exception.ImageServiceAuthenticationRequired)
-        if response.status_code in (401, 403):
-            raise exception.ImageServiceAuthenticationRequired(
-                image_href=image_href,
-                reason=_('the token service refused the credentials '
-                         '(HTTP %s)') % response.status_code)
         if response.status_code != 200:
+            response.close()
             raise exception.ImageServiceAuthenticationRequired(
                 image_href=image_href,
-                reason=_('the token service answered HTTP %s')
+                reason=(_('the token service refused the credentials '
+                          '(HTTP %s)') if response.status_code in (401, 403)
+                        else _('the token service answered HTTP %s'))
                 % response.status_code)
-        body = parse_json(response.content, image_href,
-                          _('token response'))
+        body = parse_json(
+            bodies.read_capped(response, bodies.TOKEN_RESPONSE, image_href,
+                               _('token response')),
+            image_href, _('token response'))
         token = (body.get('token') or body.get('access_token')
                  if isinstance(body, dict) else None)
         if not isinstance(token, str) or not token.strip():
@@ -325,8 +324,8 @@ def check_status(response, image_href, what):
     status = response.status_code
     if status == 200:
         return
-    detail = _registry_error(response)
-    response.close()
+    code, message = registry_error(response)
+    detail = ': %s %s' % (code, message) if code or message else ''
     reason = _('HTTP %(status)s for the %(what)s%(detail)s') % {
         'status': status, 'what': what, 'detail': detail}
     if status == 401:
@@ -404,16 +403,26 @@ def is_secure_cdn_target(url):
     return False
 
 
-def _registry_error(response):
-    """The first error code and message of a registry error body.
+def registry_error(response):
+    """The first error code and message of a registry's error body.
 
-    Only the first 64 KiB of the body are read: an error body is small,
-    and a hostile registry must not make us read a large one.
+    At most :data:`ironic_images.transfer.bodies.ERROR_BODY` bytes are
+    read: an error body is small, and a hostile registry must not make us
+    read a large one. The response is closed.
+
+    :param response: an error ``requests.Response``, streamed.
+    :returns: ``(code, message)``, each ``''`` when the body does not
+        say (not JSON, too large, unreadable).
     """
     try:
-        body = next(response.iter_content(_MAX_ERROR_BODY), b'')
+        body = bodies.read_capped(response, bodies.ERROR_BODY, response.url,
+                                  'error body')
         error = json.loads(body)['errors'][0]
-        return ': %s %s' % (error.get('code', ''), error.get('message', ''))
-    except (ValueError, RecursionError, KeyError, IndexError, TypeError,
-            AttributeError, OSError, requests.RequestException):
-        return ''
+        code, message = error.get('code', ''), error.get('message', '')
+    except (exception.IronicImagesException, ValueError, RecursionError,
+            KeyError, IndexError, TypeError, AttributeError):
+        return '', ''
+    # One line, and short: it goes into an exception message.
+    return tuple(' '.join(value.split())[:_MAX_ERROR_TEXT]
+                 if isinstance(value, str) else ''
+                 for value in (code, message))

@@ -32,6 +32,7 @@ from ironic_images.image_service import http
 from ironic_images.tests import base
 from ironic_images.tests.functional.servers import faults
 from ironic_images.tests.functional.servers import nginx
+from ironic_images.transfer import bodies
 from ironic_images.transfer import http_client
 
 # Not a multiple of any chunk size.
@@ -252,11 +253,11 @@ class TestDownloadAndChecksums(HttpTestCase):
             self.server.url_for('SHA256SUMS')))
 
     def test_get_size_cap(self):
-        for name, size in (('max.txt', http.MAX_TEXT_SIZE),
-                           ('big.txt', http.MAX_TEXT_SIZE + 1)):
+        for name, size in (('max.txt', bodies.CHECKSUM_FILE),
+                           ('big.txt', bodies.CHECKSUM_FILE + 1)):
             with open(os.path.join(self.root, name), 'wb') as f:
                 f.truncate(size)
-        self.assertEqual(http.MAX_TEXT_SIZE, len(http.HttpImageService.get(
+        self.assertEqual(bodies.CHECKSUM_FILE, len(http.HttpImageService.get(
             self.server.url_for('max.txt'))))
         error = self.assertRaises(exception.ImageDownloadFailed,
                                   http.HttpImageService.get,

@@ -166,7 +166,8 @@ class _FakeRegistryTestCase(base.ReliabilityTestCase):
         super().setUp()
         self.config(permit_fallback_to_http_transport=True, group='oci')
         self.server = self.useFixture(faults.FaultServerFixture())
-        self.body = json.dumps({'schemaVersion': 2, 'layers': [
+        self.body = json.dumps({'schemaVersion': 2, 'config': {
+            'digest': 'sha256:' + 'b' * 64, 'size': 2}, 'layers': [
             {'digest': 'sha256:' + 'a' * 64, 'size': 1}],
             'annotations': {'padding': 'x' * 2000}}).encode()
         digest = 'sha256:' + hashlib.sha256(self.body).hexdigest()

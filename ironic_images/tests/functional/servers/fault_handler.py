@@ -90,6 +90,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _serve(self):
         fault, res = self.server.owner.on_request(self)
+        if fault.flood is not None:
+            return self._flood(fault)
         if fault.status:
             return self._simple(fault.status, fault.headers)
         if res is None and self.server.owner.upstream is not None:
@@ -126,6 +128,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._head(status, declared, headers)
         if self.command != 'HEAD':
             self._body(res, start, length, fault)
+
+    def _flood(self, fault):
+        """Send a body without a length until ``total`` bytes or a close."""
+        status, prefix, fill, total = fault.flood
+        self.close_connection = True
+        self.send_response(status)
+        for name, value in fault.headers.items():
+            self.send_header(name, value)
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        block = memoryview(fill * max(1, _CHUNK // len(fill)))
+        stop = self.server.owner.stop_event
+        sent = 0
+        try:
+            self.wfile.write(prefix)
+            sent = len(prefix)
+            while sent < total and not stop.is_set():
+                sent += self.wfile.write(block[:total - sent])
+        finally:
+            self.server.owner.record_flood(sent)
 
     def _forward(self, upstream):
         """Answer with what the server behind this one answers."""

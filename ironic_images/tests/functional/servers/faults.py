@@ -42,6 +42,11 @@ Faults (:class:`Fault` objects, made by these helpers):
 * ``no_range()``: answer a Range request with the full 200 body.
 * ``change(body=None, file=None, ...)``: replace the resource (new ETag and
   Last-Modified) for this request and the next ones.
+* ``flood(total, prefix=b'', status=200)``: answer ``status`` with
+  ``prefix`` then filler, ``total`` bytes in all, without Content-Length
+  (the body ends when the connection closes): a body that, to a client,
+  never ends. The bytes each flood sent are in
+  :attr:`FaultServer.flooded`.
 
 Every request is recorded, in order, in :attr:`FaultServer.requests`.
 
@@ -85,6 +90,7 @@ class Fault(object):
     content_length: int | None = None
     ignore_range: bool = False
     update: dict | None = None
+    flood: tuple | None = None
 
 
 _NO_FAULT = Fault()
@@ -119,6 +125,17 @@ def declare_length(length):
 def no_range():
     """Ignore ``Range``: answer 200 with the whole body."""
     return Fault(ignore_range=True)
+
+
+def flood(total, prefix=b'', fill=b' ',
+          content_type='application/json', status=200):
+    """Answer ``status``: ``prefix``, then ``fill`` up to ``total`` bytes.
+
+    No Content-Length: the body ends only when the connection closes, or
+    when ``total`` bytes are sent.
+    """
+    return Fault(flood=(status, bytes(prefix), bytes(fill), total),
+                 headers={'Content-Type': content_type})
 
 
 def change(body=None, file=None, etag=True, last_modified=True):
@@ -156,6 +173,7 @@ class FaultServer(object):
         self._resources = {}
         self._scripts = {}
         self._requests = []
+        self._flooded = []
         self._thread = None
         self.upstream = None
         self.stop_event = threading.Event()
@@ -223,6 +241,17 @@ class FaultServer(object):
         """A copy of the list of :class:`Request`, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def flooded(self):
+        """The bytes each ``flood`` answer sent, in order."""
+        with self._lock:
+            return list(self._flooded)
+
+    def record_flood(self, sent):
+        """Record what a ``flood`` answer sent (by the handler)."""
+        with self._lock:
+            self._flooded.append(sent)
 
     def clear_requests(self):
         """Forget the recorded requests."""

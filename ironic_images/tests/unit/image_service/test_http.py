@@ -22,6 +22,7 @@ import requests_mock.contrib.fixture
 from ironic_images import exception
 from ironic_images.image_service import http
 from ironic_images.tests import base
+from ironic_images.transfer import bodies
 
 URL = 'http://example.com/images/disk.img'
 SECRET_URL = 'http://example.com/private-tenant/disk.img'
@@ -366,7 +367,7 @@ class TestGet(HttpServiceTestCase):
         self.assertEqual('é  disk.img\n', http.HttpImageService.get(URL))
 
     def test_size_cap(self):
-        self.useFixture(fixtures.MockPatchObject(http, 'MAX_TEXT_SIZE', 10))
+        self.useFixture(fixtures.MockPatchObject(bodies, 'CHECKSUM_FILE', 10))
         self.mocker.get(URL, content=b'x' * 10)
         self.assertEqual('x' * 10, http.HttpImageService.get(URL))
         self.mocker.get(URL, content=b'x' * 11)

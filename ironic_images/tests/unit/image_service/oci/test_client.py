@@ -29,6 +29,7 @@ from ironic_images import exception
 from ironic_images.image_service.oci import client as oci_client
 from ironic_images.image_service.oci import reference as oci_reference
 from ironic_images.tests import base
+from ironic_images.transfer import bodies
 
 HOST = 'registry.example.com'
 BASE = 'https://' + HOST
@@ -176,12 +177,15 @@ class TestManifests(ClientTestCase):
 
     def test_digest_of_the_bytes_as_received(self):
         # Not canonical JSON: the digest is of these exact bytes.
-        body = b'{ "layers" :[ {"digest": "%s"} ] }\n' % BLOB_DIGEST.encode()
+        body = (b'{ "schemaVersion":2, "config": {"digest": "%s", "size": 2},'
+                b'\n"layers" :[ {"digest": "%s" ,"size":1} ] }\n' % (
+                    digest_of(b'{}').encode(), BLOB_DIGEST.encode()))
         self.add_manifest(body=body, ref=digest_of(body))
         href = 'oci://%s/%s@%s' % (HOST, REPO, digest_of(body))
         manifest, digest = self.client.get_manifest_and_digest(href)
         self.assertEqual(digest_of(body), digest)
-        self.assertEqual([{'digest': BLOB_DIGEST}], manifest['layers'])
+        self.assertEqual([{'digest': BLOB_DIGEST, 'size': 1}],
+                         manifest['layers'])
         self.add_manifest(body=body, ref='v1')
         self.assertEqual(digest_of(body),
                          self.client.get_manifest_and_digest(TAG_HREF)[1])
@@ -227,7 +231,7 @@ class TestManifests(ClientTestCase):
             self.assertIn('manifest', str(error))
 
     def test_too_large(self):
-        body = b'{"pad": "%s"}' % (b'x' * oci_client.MAX_MANIFEST_SIZE)
+        body = b'{"pad": "%s"}' % (b'x' * bodies.MANIFEST)
         self.add_manifest(body=body, ref='v1')
         self.assertRaises(exception.ImageRefValidationFailed,
                           self.client.get_manifest, TAG_HREF)

@@ -112,6 +112,11 @@ class TestChoose(base.TestCase):
                               'amd64', 'h')
 
 
+EMPTY_CONFIG = {'mediaType': 'application/vnd.oci.empty.v1+json',
+                'digest': 'sha256:' + hashlib.sha256(b'{}').hexdigest(),
+                'size': 2}
+
+
 def artifact(data, filename, media_type='application/vnd.oci.image.layer'
              '.v1.tar', annotations=True):
     layer = {'mediaType': media_type,
@@ -123,6 +128,7 @@ def artifact(data, filename, media_type='application/vnd.oci.image.layer'
         layer['annotations'] = annotations
     body = json.dumps({'schemaVersion': 2,
                        'mediaType': oci_client.MANIFEST_TYPE,
+                       'config': EMPTY_CONFIG,
                        'layers': [layer]}).encode()
     return body, 'sha256:' + hashlib.sha256(body).hexdigest(), layer
 
@@ -140,7 +146,13 @@ class ServiceTestCase(common.ClientTestCase):
         return digest, layer
 
     def add_index(self, entries, ref='v1'):
-        """Serve an index under a tag (or its digest when ref is None)."""
+        """Serve an index under a tag (or its digest when ref is None).
+
+        Entries get the media type and size every descriptor has, unless
+        they give their own.
+        """
+        entries = [dict({'mediaType': oci_client.MANIFEST_TYPE, 'size': 1},
+                        **entry) for entry in entries]
         body = json.dumps({'schemaVersion': 2,
                            'mediaType': oci_client.INDEX_TYPE,
                            'manifests': entries}).encode()
