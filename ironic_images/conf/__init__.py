@@ -28,11 +28,12 @@ from ironic_images.conf import image_cache
 from ironic_images.conf import image_convert
 from ironic_images.conf import image_format
 from ironic_images.conf import oci
+from ironic_images.conf import service_user
 
 CONF = cfg.CONF
 
 GROUP_MODULES = (default, file, http, oci, glance, image_format,
-                 image_convert, download, image_cache)
+                 image_convert, download, image_cache, service_user)
 
 for _module in GROUP_MODULES:
     _module.register_opts(CONF)

@@ -21,6 +21,7 @@ from ironic_images.conf import image_cache
 from ironic_images.conf import image_convert
 from ironic_images.conf import image_format
 from ironic_images.conf import oci
+from ironic_images.conf import service_user
 
 
 def list_opts():
@@ -38,4 +39,5 @@ def list_opts():
         (image_convert.group.name, image_convert.opts),
         (download.group.name, download.opts),
         (image_cache.group.name, image_cache.opts),
+        service_user.list_opts(),
     ]

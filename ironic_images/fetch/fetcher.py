@@ -40,6 +40,7 @@ from ironic_images.formats import gate
 from ironic_images.formats import inspection
 from ironic_images.formats import names as formats
 from ironic_images import image_service
+from ironic_images.image_service import base as service_base
 from ironic_images.qemu import convert as qemu_convert
 from ironic_images.qemu import info as qemu_info
 from ironic_images.sink import image_sink
@@ -63,6 +64,10 @@ class FetchRequest:
     :ivar image_auth_data: credentials for drivers that take them.
     :ivar progress: ``progress(done, total)`` callable, or None.
     :ivar cpu_arch: the architecture to pick from an OCI index, or None.
+    :ivar service: the driver to fetch with, or None for the one
+        :func:`~ironic_images.image_service.get_image_service` gives for
+        ``image_href``: for a host that hands in its own image service,
+        adapted to the driver contract.
     """
 
     context: typing.Any
@@ -74,6 +79,7 @@ class FetchRequest:
     image_auth_data: typing.Optional[dict] = None
     progress: typing.Optional[Progress] = None
     cpu_arch: typing.Optional[str] = None
+    service: typing.Optional[service_base.BaseImageService] = None
 
 
 class FetchedImage:
@@ -151,7 +157,9 @@ def fetch(context: typing.Any, image_href: str, path: str,
           expected_format: typing.Optional[str] = None,
           image_auth_data: typing.Optional[dict] = None,
           progress: typing.Optional[Progress] = None,
-          cpu_arch: typing.Optional[str] = None) -> FetchedImage:
+          cpu_arch: typing.Optional[str] = None,
+          service: typing.Optional[service_base.BaseImageService] = None
+          ) -> FetchedImage:
     """Download an image to ``path``: verified, decompressed, inspected.
 
     In one pass over the bytes: the checksum (and the digest or hash the
@@ -174,6 +182,8 @@ def fetch(context: typing.Any, image_href: str, path: str,
         (``oci``: as ``get_image_service_auth_override`` returns), or None.
     :param progress: ``progress(done, total)`` callable, or None.
     :param cpu_arch: for an OCI index: the architecture to pick.
+    :param service: the driver to fetch with, or None for the one of
+        ``image_href``'s scheme (see :class:`FetchRequest`).
     :returns: a :class:`FetchedImage`.
     :raises: ImageRefValidationFailed, ImageNotFound, ImageNotAuthorized,
         ImageDownloadFailed, ImageChecksumError, InsufficientDiskSpace,
@@ -181,7 +191,7 @@ def fetch(context: typing.Any, image_href: str, path: str,
     """
     request = FetchRequest(context, image_href, path, checksum,
                            checksum_algo, expected_format, image_auth_data,
-                           progress, cpu_arch)
+                           progress, cpu_arch, service)
     with fetched_part(request) as fetched:
         commit(fetched, path, image_href)
     return fetched
@@ -276,8 +286,10 @@ def fetched_part(request, to_raw=False, write_behind=True):
 
 @contextlib.contextmanager
 def _unchecked_part(request, to_raw=False, write_behind=True):
-    service = image_service.get_image_service(request.image_href,
-                                              context=request.context)
+    service = request.service
+    if service is None:
+        service = image_service.get_image_service(request.image_href,
+                                                  context=request.context)
     if request.image_auth_data is not None and service.is_auth_set_needed:
         service.set_image_auth(request.image_href, request.image_auth_data)
     href, properties = _resolve(service, request)

@@ -42,14 +42,15 @@ class TemporaryImages:
 
         :param image_service: any object that accepts attributes, or None
             for the process-wide registry.
-        :returns: a :class:`TemporaryImages`.
+        :returns: a :class:`TemporaryImages`; a subclass (a host's) shares
+            the registries of this class.
         """
         if image_service is None:
-            if cls._default is None:
-                cls._default = cls()
-            return cls._default
+            if TemporaryImages._default is None:
+                TemporaryImages._default = cls()
+            return TemporaryImages._default
         instance = getattr(image_service, 'temp_images', None)
-        if not isinstance(instance, cls):
+        if not isinstance(instance, TemporaryImages):
             instance = cls(image_service)
             image_service.temp_images = instance
         return instance

@@ -16,7 +16,9 @@ The keystoneauth session, service auth and adapter come from the
 ``[glance]`` options. A request context that carries a user token makes
 the requests in that user's name, against the same endpoint; otherwise
 the service's own ``[glance]`` auth is used (or none, for a Glance without
-Keystone reached through ``endpoint_override``).
+Keystone reached through ``endpoint_override``). A user's token is sent
+with a service token beside it when ``[service_user]`` says so
+(:mod:`~ironic_images.image_service.glance.service_auth`).
 
 Retries: connection failures and 429/502/503/504 answers are retried
 ``[glance]num_retries`` times with tenacity, waiting as
@@ -36,7 +38,6 @@ import urllib.parse
 
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
-from keystoneauth1 import token_endpoint
 from oslo_config import cfg
 from oslo_log import log as logging
 import requests
@@ -46,6 +47,7 @@ from ironic_images._i18n import _
 from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images.image_service.glance import service_auth
 from ironic_images.transfer import bodies
 from ironic_images.transfer import http_client
 
@@ -247,8 +249,8 @@ class GlanceClient:
             # The user's token against the endpoint found with the
             # service's configuration: an href never chooses where a token
             # goes.
-            kwargs['auth'] = token_endpoint.Token(self.endpoint(image_href),
-                                                  token)
+            kwargs['auth'] = service_auth.user_auth(
+                self.endpoint(image_href), token, image_href)
         return kwargs
 
     def request(self, method, path, image_href,
@@ -393,6 +395,10 @@ class GlanceClient:
             # keystoneauth wraps requests' errors in its own; give back the
             # kind the resuming source knows as a dropped connection.
             raise requests.ConnectionError(_describe(error)) from error
+        except ks_exc.ClientException as error:
+            # Keystone refused the [service_user] credentials, say.
+            raise self._ks_error(error, image_href,
+                                 exception.ImageDownloadFailed)
 
     def _ks_error(self, error, image_href,
                   error_class=exception.ImageRefValidationFailed):
@@ -400,10 +406,12 @@ class GlanceClient:
         reason = _describe(error)
         if isinstance(error, (ks_exc.Unauthorized, ks_exc.Forbidden,
                               ks_exc.AuthorizationFailure)):
+            groups = ('[glance] or [service_user]'
+                      if service_auth.sends_service_token() else '[glance]')
             return exception.ImageServiceAuthenticationRequired(
                 image_href=image_href,
-                reason=_('Keystone refused the [glance] credentials: %s')
-                % reason)
+                reason=_('Keystone refused the %(groups)s credentials: '
+                         '%(reason)s') % {'groups': groups, 'reason': reason})
         if isinstance(error, (ks_exc.EndpointNotFound, ks_exc.CatalogException,
                               ks_exc.AuthPluginException,
                               ks_exc.DiscoveryFailure)):

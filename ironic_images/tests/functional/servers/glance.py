@@ -18,6 +18,10 @@ flavor accepts any token, or none, and a one-line policy makes every caller
 an admin (so tests may create public images).  Every request is logged as
 one JSON line, read back by :meth:`GlanceServer.requests_log`.
 
+With ``keystone=`` it is the real thing instead: keystonemiddleware's
+``authtoken`` in front (the ``keystone`` paste flavor) against a
+:mod:`.keystone` server, and Glance's default policies.
+
 Starting one takes about 3 s, so tests of a class usually share one::
 
     server = self.useFixture(glance.GlanceFixture(share_with=type(self)))
@@ -53,10 +57,11 @@ _SYSTEM_TMP = tempfile.gettempdir()
 _LOCK_PATH = os.path.join(_SYSTEM_TMP, 'ironic-images-locks')
 
 _LOG_FIELDS = ('method', 'path', 'query', 'status', 'bytes_sent', 'range',
-               'token', 'content_type', 'user_agent')
+               'token', 'service_token', 'content_type', 'user_agent')
 # The request line, not %(U)s: Glance rewrites PATH_INFO (drops /v2).
 _LOG_FORMAT = ('{"request":"%(r)s","status":"%(s)s","bytes_sent":"%(B)s",'
                '"range":"%({range}i)s","token":"%({x-auth-token}i)s",'
+               '"service_token":"%({x-service-token}i)s",'
                '"content_type":"%({content-type}i)s","user_agent":"%(a)s"}')
 
 _CONFIG = """\
@@ -74,12 +79,27 @@ filesystem_store_datadir = %(workdir)s/staging/
 [os_glance_tasks_store]
 filesystem_store_datadir = %(workdir)s/tasks/
 [paste_deploy]
-flavor =
+flavor = %(flavor)s
 config_file = %(workdir)s/etc/glance-api-paste.ini
 [oslo_policy]
 policy_file = %(workdir)s/etc/policy.yaml
 [image_format]
 require_image_format_match = false
+"""
+
+# token_cache_time = -1: every request is checked with Keystone, so a
+# revoked or expired token is refused at once.
+_KEYSTONE_CONFIG = """\
+[keystone_authtoken]
+www_authenticate_uri = %(auth_url)s
+auth_url = %(auth_url)s
+auth_type = password
+username = %(username)s
+password = %(password)s
+project_name = %(project_name)s
+user_domain_id = default
+project_domain_id = default
+token_cache_time = -1
 """
 
 _venv_lock = threading.Lock()
@@ -146,6 +166,10 @@ class GlanceServer(base.ProcessServer):
     :param port: the port; by default a free one.
     :param direct_url: set ``show_image_direct_url``, so that images show
         their ``file://`` location in ``direct_url``.
+    :param keystone: None for no authentication; or a dict of
+        ``auth_url``, ``username``, ``password`` and ``project_name`` (the
+        service user of keystonemiddleware, which needs the ``service``
+        role to accept service tokens).
     :param workdir: where the configuration, database, images and logs go;
         by default a temporary directory removed by :meth:`stop`.
     :param startup_timeout: seconds to wait for the API to answer.
@@ -160,7 +184,7 @@ class GlanceServer(base.ProcessServer):
     graceful_timeout = 2
 
     def __init__(self, venv=None, port=None, direct_url=True, workdir=None,
-                 startup_timeout=60):
+                 startup_timeout=60, keystone=None):
         own_workdir = workdir is None
         if own_workdir:
             # Not in the test's temporary directory (oslotest's
@@ -174,6 +198,7 @@ class GlanceServer(base.ProcessServer):
         self._fixed_port = bool(port)
         self.port = port or base.free_port()
         self.direct_url = direct_url
+        self.keystone = keystone
         self.etc_dir = os.path.join(self.workdir, 'etc')
         self.data_dir = os.path.join(self.workdir, 'images')
         self.conf_path = os.path.join(self.etc_dir, 'glance-api.conf')
@@ -189,8 +214,13 @@ class GlanceServer(base.ProcessServer):
 
     def config(self):
         """Return the text of glance-api.conf."""
-        return _CONFIG % {'workdir': self.workdir, 'data_dir': self.data_dir,
-                          'direct_url': str(self.direct_url).lower()}
+        config = _CONFIG % {'workdir': self.workdir,
+                            'data_dir': self.data_dir,
+                            'direct_url': str(self.direct_url).lower(),
+                            'flavor': 'keystone' if self.keystone else ''}
+        if self.keystone:
+            config += _KEYSTONE_CONFIG % self.keystone
+        return config
 
     def launch(self):
         """Start gunicorn; retry on another port if a free one was taken."""
@@ -218,7 +248,8 @@ class GlanceServer(base.ProcessServer):
         shutil.copy(os.path.join(self.venv, 'etc', 'glance',
                                  'glance-api-paste.ini'), self.etc_dir)
         with open(os.path.join(self.etc_dir, 'policy.yaml'), 'w') as f:
-            f.write('"context_is_admin": "@"\n')
+            # Behind Keystone, Glance's default policies apply.
+            f.write('{}\n' if self.keystone else '"context_is_admin": "@"\n')
         with open(self.conf_path, 'w') as f:
             f.write(self.config())
         db_path = os.path.join(self.workdir, 'glance.sqlite')
@@ -243,6 +274,9 @@ class GlanceServer(base.ProcessServer):
                 '--workers', '1', '--worker-class', 'gthread',
                 '--threads', '4', '--timeout', '600',
                 '--graceful-timeout', str(self.graceful_timeout),
+                # gunicorn's control socket is one path per user: two
+                # servers (Glance and Keystone) would share it.
+                '--no-control-socket',
                 '--env', 'OS_GLANCE_CONFIG_DIR=%s' % self.etc_dir,
                 '--access-logfile', self.access_log_path,
                 '--access-logformat', _LOG_FORMAT,
@@ -291,28 +325,33 @@ class GlanceServer(base.ProcessServer):
                                     resp.text[:1000]))
         return resp
 
-    def create_image(self, data=None, **properties):
+    def create_image(self, data=None, auth_token=None, **properties):
         """Create an image; upload ``data`` if given.
 
         :param data: the image bytes; None leaves the image ``queued``.
+        :param auth_token: the X-Auth-Token to send (behind Keystone: its
+            project owns the image), or None.
         :param properties: the image's properties; ``disk_format`` (raw)
             and ``container_format`` (bare) have defaults.
         :returns: the image, as the API shows it after the upload.
         """
         properties.setdefault('disk_format', 'raw')
         properties.setdefault('container_format', 'bare')
+        auth = {'X-Auth-Token': auth_token} if auth_token else {}
         image = self.request('POST', '/v2/images', expected=201,
-                             json=properties).json()
+                             json=properties, headers=auth).json()
         if data is None:
             return image
+        headers = {'Content-Type': 'application/octet-stream'}
+        headers.update(auth)
         self.request('PUT', '/v2/images/%s/file' % image['id'],
-                     expected=204, data=data,
-                     headers={'Content-Type': 'application/octet-stream'})
-        return self.get_image(image['id'])
+                     expected=204, data=data, headers=headers)
+        return self.get_image(image['id'], auth_token)
 
-    def get_image(self, image_id):
+    def get_image(self, image_id, auth_token=None):
         """Return an image as the API shows it, or None if it is gone."""
-        resp = self.request('GET', '/v2/images/%s' % image_id)
+        resp = self.request('GET', '/v2/images/%s' % image_id, headers=(
+            {'X-Auth-Token': auth_token} if auth_token else {}))
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
@@ -344,8 +383,9 @@ class GlanceServer(base.ProcessServer):
         :returns: a list of dicts with the keys ``method``, ``path``,
             ``query`` (without ``?``; '' if none), ``status`` and
             ``bytes_sent`` (ints; ``bytes_sent`` is the body), ``range``,
-            ``token`` (the X-Auth-Token), ``content_type`` and
-            ``user_agent`` (None when absent).
+            ``token`` (the X-Auth-Token), ``service_token`` (the
+            X-Service-Token), ``content_type`` and ``user_agent`` (None
+            when absent).
         :raises TimeoutError: if fewer than ``count`` entries appear.
         """
         return base.wait_for_entries(
