@@ -15,6 +15,7 @@
 from oslo_config import cfg
 
 from ironic_images._i18n import _
+from ironic_images.conf import sharing
 
 BUILTIN_IMAGE_SERVICES = ['file', 'http', 'https', 'oci', 'glance']
 
@@ -61,4 +62,8 @@ opts = [
 
 
 def register_opts(conf):
-    conf.register_opts(opts)
+    sharing.register_opts(conf, opts)
+
+
+def list_opts():
+    return 'DEFAULT', opts
