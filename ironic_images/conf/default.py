@@ -37,6 +37,15 @@ opts = [
                       'REQUESTS_CA_BUNDLE environment variable cannot '
                       'override it. [oci]verify_ca does the same for OCI '
                       'registries. Default: True.')),
+    cfg.StrOpt('webserver_tls_minimum_version',
+               default='1.2',
+               choices=[('1.2', _('TLS 1.2 or later')),
+                        ('1.3', _('TLS 1.3 only'))],
+               help=_('Oldest TLS version accepted from HTTPS image '
+                      'servers and registries. Ironic equivalent: '
+                      '[DEFAULT]webserver_tls_minimum_version (the same '
+                      'option; its default there is 1.3). Default: '
+                      '1.2.')),
     cfg.StrOpt('tempdir',
                help=_('Directory for temporary files (conversion scratch '
                       'space, TemporaryImages). Default: the system '

@@ -48,11 +48,6 @@ opts = [
                default=5, min=0, max=30,
                help=_('Most redirects followed for one request; a longer '
                       'chain, or a loop, fails validation. Default: 5.')),
-    cfg.StrOpt('tls_minimum_version',
-               default='TLSv1_2',
-               choices=['TLSv1_2', 'TLSv1_3'],
-               help=_('Oldest TLS version accepted from HTTPS image '
-                      'servers and registries. Default: TLSv1_2.')),
 ]
 
 
