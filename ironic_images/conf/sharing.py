@@ -23,6 +23,7 @@ means something else and is still an error.
 """
 
 from oslo_config import cfg
+from oslo_config import types
 from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
@@ -40,19 +41,32 @@ def _kind(opt):
             None if item_type is None else _class(item_type))
 
 
+def _parsed_by_host(opt):
+    """Whether an option's values come from a function of the host's own.
+
+    Nova registers the keystoneauth adapter's ``version``,
+    ``min_version`` and ``max_version`` in ``[glance]`` as placeholders
+    whose type is ``lambda x: None``: they always read None.
+    """
+    value_type = opt.type
+    return not (isinstance(value_type, (type, types.ConfigType)))
+
+
 def compatible(ours, theirs):
     """Tell whether a host's option can stand for one of the library's.
 
     The two must hold the same kind of value (the same oslo.config type
     and, for a list, item type; bounds, choices, defaults and help may
-    differ: the host's apply), and a secret of the library's must be a
-    secret of the host's too, so that it stays out of the logs.
+    differ: the host's apply), or the host's must be parsed by a function
+    of its own (the host decides what it reads), and a secret of the
+    library's must be a secret of the host's too, so that it stays out of
+    the logs.
 
     :param ours: the library's :class:`oslo_config.cfg.Opt`.
     :param theirs: the host's option of the same name.
     :returns: True when the library may read the host's option.
     """
-    return (_kind(ours) == _kind(theirs)
+    return ((_kind(ours) == _kind(theirs) or _parsed_by_host(theirs))
             and (theirs.secret or not ours.secret))
 
 

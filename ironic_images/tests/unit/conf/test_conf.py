@@ -24,6 +24,7 @@ from ironic_images.conf import sharing
 from ironic_images.image_service.oci import client as oci_client
 from ironic_images.tests import base
 from ironic_images.tests.unit.conf import ironic39
+from ironic_images.tests.unit.conf import nova34
 from ironic_images.transfer import http_client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -151,6 +152,26 @@ class HostOptionsTestCase(base.TestCase):
             """)
         conf.register_opts(self.host)
         self.assertEqual('none', self.host.service_auth.auth_type)
+
+
+class NovaOptionsTestCase(base.TestCase):
+
+    def test_nova_options_are_kept_and_read(self):
+        host = cfg.ConfigOpts()
+        nova34.register_opts(host)
+        placeholder = sharing.registered_opt(host, 'version', 'glance')
+        conf.register_opts(host)
+        self.assertIs(placeholder,
+                      sharing.registered_opt(host, 'version', 'glance'))
+        host([], project='nova', default_config_files=[],
+             default_config_dirs=[])
+        conf.use(host)
+        self.addCleanup(conf.use, None)
+        self.assertEqual(3, conf.CONF.glance.num_retries)
+        self.assertEqual(['internal', 'public'],
+                         conf.CONF.glance.valid_interfaces)
+        self.assertIsNone(conf.CONF.glance.version)
+        self.assertIsNone(conf.CONF.tempdir)
 
 
 class UseTestCase(base.TestCase):
