@@ -42,10 +42,9 @@ opts = [
                choices=[('1.2', _('TLS 1.2 or later')),
                         ('1.3', _('TLS 1.3 only'))],
                help=_('Oldest TLS version accepted from HTTPS image '
-                      'servers and registries. Ironic equivalent: '
-                      '[DEFAULT]webserver_tls_minimum_version (the same '
-                      'option; its default there is 1.3). Default: '
-                      '1.2.')),
+                      'servers and registries. Ironic has this option too, '
+                      'with a default of 1.3; in an Ironic conductor '
+                      'Ironic\'s applies. Default: 1.2.')),
     cfg.StrOpt('tempdir',
                help=_('Directory for temporary files (conversion scratch '
                       'space, TemporaryImages). Default: the system '

@@ -27,9 +27,11 @@ from oslo_utils import units
 from ironic_images.cache import cache
 from ironic_images import exception
 from ironic_images.hosts import ironic
+from ironic_images import image_service
 from ironic_images.image_service import http
 from ironic_images.tests import base
 from ironic_images.tests.functional import images
+from ironic_images.tests.functional.servers import base as base_servers
 from ironic_images.tests.functional.servers import glance
 from ironic_images.tests.functional.servers import nginx
 from ironic_images.tests.functional.servers import oci_push
@@ -108,8 +110,11 @@ class IronicHostTestCase(base.TestCase):
 
 
 class FetchTestCase(IronicHostTestCase):
-    """images.fetch(context, image_href, path, force_raw=False,
-    checksum=None, checksum_algo=None, image_auth_data=None)"""
+    """fetch, called as Ironic calls images.fetch.
+
+    ``fetch(context, image_href, path, force_raw=False, checksum=None,
+    checksum_algo=None, image_auth_data=None)``
+    """
 
     def test_fetch_keeps_the_format(self):
         url = self.image('qcow2')
@@ -156,7 +161,7 @@ class FetchTestCase(IronicHostTestCase):
 
 
 class ImageToRawTestCase(IronicHostTestCase):
-    """images.image_to_raw(image_href, path, path_tmp)"""
+    """``image_to_raw(image_href, path, path_tmp)``."""
 
     def test_qcow2_is_converted_and_the_temp_file_removed(self):
         path_tmp = images.make_image('qcow2', self.work, size=SIZE)
@@ -192,8 +197,11 @@ class ImageToRawTestCase(IronicHostTestCase):
 
 
 class ShowTestCase(IronicHostTestCase):
-    """images.image_show(context, image_href, image_service=None,
-    image_auth_data=None) and download_size(...)"""
+    """image_show and download_size.
+
+    ``image_show(context, image_href, image_service=None,
+    image_auth_data=None)``, ``download_size`` the same.
+    """
 
     def test_show_and_size(self):
         url = self.image('raw')
@@ -204,10 +212,13 @@ class ShowTestCase(IronicHostTestCase):
 
 
 class ImageCacheTestCase(IronicHostTestCase):
-    """ImageCache(master_dir, cache_size, cache_ttl).fetch_image(href,
-    dest_path, ctx=None, force_raw=None, expected_format=None,
-    expected_checksum=None, expected_checksum_algo=None,
-    image_auth_data=None)"""
+    """ImageCache, constructed and called as Ironic does.
+
+    ``ImageCache(master_dir, cache_size, cache_ttl, disable_validation=False,
+    force_raw=True).fetch_image(href, dest_path, ctx=None, force_raw=None,
+    expected_format=None, expected_checksum=None,
+    expected_checksum_algo=None, image_auth_data=None)``
+    """
 
     def test_one_download_then_hardlinks(self):
         url = self.image('qcow2')
@@ -277,9 +288,12 @@ class ImageCacheTestCase(IronicHostTestCase):
 
 
 class CleanupRegistryTestCase(IronicHostTestCase):
-    """@cleanup(priority), clean_up_caches(ctx, directory, images_info,
-    image_auth_data=None) and clean_up_all(), as Ironic's subclasses of
-    ImageCache use them."""
+    """cleanup, clean_up_caches and clean_up_all, as Ironic uses them.
+
+    ``@cleanup(priority)`` on a subclass of ImageCache,
+    ``clean_up_caches(ctx, directory, images_info, image_auth_data=None)``
+    and ``clean_up_all()``.
+    """
 
     def setUp(self):
         super().setUp()
@@ -376,6 +390,18 @@ class ValidateHrefTestCase(IronicHostTestCase):
         self.assertRaises(exception.ImageRefValidationFailed,
                           http.HttpImageService().show,
                           self.server.url_for('broken.img'))
+
+    def test_an_unreachable_glance_is_a_validation_failure_of_show(self):
+        # Ironic's get_image_properties catches ImageRefValidationFailed
+        # around show() (and GlanceConnectionFailed, which we do not have).
+        self.config(auth_type='none', num_retries=0, group='glance')
+        self.config(endpoint_override='http://127.0.0.1:%d' % (
+            base_servers.free_port()), group='glance')
+        href = '0f0e0d0c-0b0a-4909-8807-060504030201'
+        error = self.assertRaises(
+            exception.ImageRefValidationFailed,
+            image_service.get_image_service(href).show, href)
+        self.assertIsInstance(error, exception.TemporaryFailure)
 
     def test_401_and_404_are_validation_failures(self):
         os.mkdir(os.path.join(self.root, 'private'))
