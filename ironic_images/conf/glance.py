@@ -51,14 +51,7 @@ def _adapter_opts():
 def register_opts(conf):
     sharing.register_opts(conf, opts, group)
     sharing.register_opts(conf, ks_loading.get_session_conf_options(), group)
-    # As ks_loading.register_auth_conf_options does, keeping the host's
-    # options: auth_type is read from the auth_section when one is set. A
-    # plugin's own options are registered by keystoneauth as it loads it.
-    common = {opt.dest: opt
-              for opt in ks_loading.get_auth_common_conf_options()}
-    sharing.register_opt(conf, common['auth_section'], group)
-    section = conf[group.name].auth_section or group.name
-    sharing.register_opt(conf, common['auth_type'], section)
+    sharing.register_auth_opts(conf, group)
     sharing.register_opts(conf, _adapter_opts(), group)
 
 

@@ -22,6 +22,7 @@ the value once and both read it; a same-named option of another type
 means something else and is still an error.
 """
 
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_config import types
 from oslo_log import log as logging
@@ -108,6 +109,25 @@ def register_opt(conf, opt, group=None):
                   'the same type; ironic-images reads that one',
                   {'group': group_name or 'DEFAULT', 'name': opt.dest})
         return False
+
+
+def register_auth_opts(conf, group):
+    """Register keystoneauth's auth_section and auth_type in a group.
+
+    As :func:`keystoneauth1.loading.register_auth_conf_options` does,
+    keeping the host's options: ``auth_type`` is registered in the
+    ``auth_section`` when one is set. A plugin's own options are
+    registered by keystoneauth as it loads the plugin.
+
+    :param conf: a :class:`oslo_config.cfg.ConfigOpts`.
+    :param group: an :class:`oslo_config.cfg.OptGroup`, registered.
+    :raises: oslo_config.cfg.DuplicateOptError as :func:`register_opt`.
+    """
+    common = {opt.dest: opt
+              for opt in ks_loading.get_auth_common_conf_options()}
+    register_opt(conf, common['auth_section'], group)
+    section = conf[group.name].auth_section or group.name
+    register_opt(conf, common['auth_type'], section)
 
 
 def register_opts(conf, opts, group=None):
