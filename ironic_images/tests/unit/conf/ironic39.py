@@ -33,6 +33,10 @@ DEFAULT_OPTS = [
     cfg.IntOpt('webserver_connection_timeout', default=60,
                help='Connection timeout when accessing remote web '
                     'servers.'),
+    cfg.StrOpt('webserver_tls_minimum_version', default='1.3',
+               choices=[('1.2', 'Require TLS 1.2 as the minimum version.'),
+                        ('1.3', 'Require TLS 1.3 as the minimum version.')],
+               help='Minimum TLS version for remote web servers.'),
 ]
 
 OCI_OPTS = [
@@ -57,14 +61,17 @@ GLANCE_OPTS = [
                     'glance.'),
 ]
 
-#: (group, name) of the ten options of Ironic 39 whose definitions differ
-#: from the library's: registering the library's raised DuplicateOptError.
+#: (group, name) of the options of Ironic 39 whose definitions differ from
+#: the library's: registering the library's raised DuplicateOptError. The
+#: issue reported the first ten; webserver_tls_minimum_version is
+#: Ironic's name, which the library took for its TLS option.
 COLLIDING = [
     (None, 'webserver_connection_timeout'), (None, 'webserver_verify_ca'),
     (None, 'tempdir'), ('oci', 'secure_cdn_registries'),
     ('oci', 'authentication_config'), ('oci', 'verify_ca'),
     ('oci', 'permit_fallback_to_http_transport'), ('glance', 'num_retries'),
     ('glance', 'allowed_direct_url_schemes'), ('glance', 'service_type'),
+    (None, 'webserver_tls_minimum_version'),
 ]
 
 

@@ -102,6 +102,7 @@ class HostOptionsTestCase(base.TestCase):
         self.assertEqual(self.ca, self.host.webserver_verify_ca)
         self.assertEqual(self.ca, conf.CONF.webserver_verify_ca)
         self.assertEqual((7, 7), http_client.timeout())
+        self.assertEqual('1.3', conf.CONF.webserver_tls_minimum_version)
         # Ironic's defaults apply where it defines the option.
         self.assertEqual(0, conf.CONF.glance.num_retries)
         self.assertEqual('image', conf.CONF.glance.service_type)
