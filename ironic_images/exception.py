@@ -17,6 +17,13 @@ Every public function either succeeds or raises a subclass of
 ``_msg_fmt`` filled with the keyword arguments, and are always passed
 through :func:`ironic_images.common.masking.mask_text`, so a URL carrying
 credentials never reaches a log line through an exception.
+
+The hierarchy fits the ``except`` clauses of the services that import the
+library (see the per-host pages of the documentation): where Ironic's
+callers catch a broader class than the one raised, the class has that one
+among its bases too (a checksum mismatch is an ``InvalidImage``; any
+failure of ``validate_href``, including a 401 and a 5xx that persists, is
+an ``ImageRefValidationFailed``).
 """
 
 
@@ -63,6 +70,15 @@ class IronicImagesException(Exception):
         super().__init__(masking.mask_text(message))
 
 
+class ImageUnacceptable(IronicImagesException):
+    _msg_fmt = _('Image %(image_href)s is unacceptable: %(reason)s')
+    code = 400
+
+
+class InvalidImage(ImageUnacceptable):
+    _msg_fmt = _('Image %(image_href)s is not valid for use: %(reason)s')
+
+
 class ImageRefValidationFailed(IronicImagesException):
     _msg_fmt = _('Validation of image href %(image_href)s failed, '
                  'reason: %(reason)s')
@@ -84,7 +100,7 @@ class ImageRefIsARedirect(ImageRefValidationFailed):
         self.redirect_url = kwargs.get('redirect_url')
 
 
-class OciImageNotSpecific(ImageRefValidationFailed):
+class OciImageNotSpecific(ImageRefValidationFailed, InvalidImage):
     _msg_fmt = _('Image href %(image_href)s does not name one specific '
                  'artifact: %(reason)s')
 
@@ -94,9 +110,10 @@ class ImageDownloadFailed(IronicImagesException):
                  '%(reason)s')
 
 
-class ImageChecksumError(ImageDownloadFailed):
+class ImageChecksumError(ImageDownloadFailed, InvalidImage):
     _msg_fmt = _('Checksum of image %(image_href)s does not match: '
                  'expected %(algorithm)s %(expected)s, got %(actual)s')
+    code = 500
 
 
 class InvalidChecksum(IronicImagesException):
@@ -105,13 +122,13 @@ class InvalidChecksum(IronicImagesException):
     code = 400
 
 
-class ImageChecksumAlgorithmFailure(IronicImagesException):
+class ImageChecksumAlgorithmFailure(InvalidImage):
     _msg_fmt = _('Checksum algorithm %(algorithm)s of image %(image_href)s '
                  'is not supported: %(reason)s')
     code = 400
 
 
-class ImageChecksumURLNotSupported(IronicImagesException):
+class ImageChecksumURLNotSupported(InvalidImage):
     _msg_fmt = _('Checksum URL %(checksum_url)s of image %(image_href)s '
                  'is not supported: %(reason)s')
     code = 400
@@ -132,7 +149,9 @@ class ImageNotAuthorized(IronicImagesException):
     code = 403
 
 
-class ImageServiceAuthenticationRequired(ImageNotAuthorized):
+class ImageServiceAuthenticationRequired(ImageNotAuthorized,
+                                         ImageRefValidationFailed,
+                                         ImageUnacceptable):
     _msg_fmt = _('Image %(image_href)s requires authentication that was '
                  'not provided or was refused: %(reason)s')
     code = 401
@@ -150,13 +169,42 @@ class ImageHostRateLimitFailure(TemporaryFailure):
     code = 429
 
 
-class ImageUnacceptable(IronicImagesException):
-    _msg_fmt = _('Image %(image_href)s is unacceptable: %(reason)s')
-    code = 400
+class ImageRefUnavailable(TemporaryFailure, ImageRefValidationFailed):
+    """A temporary failure met while validating an href.
+
+    Raised by ``validate_href`` and ``show`` when errors that may pass
+    (5xx, connection failures) persist: a caller that retries catches
+    TemporaryFailure, one that checks an href catches
+    ImageRefValidationFailed.
+    """
+
+    _msg_fmt = TemporaryFailure._msg_fmt
+    code = 503
 
 
-class InvalidImage(ImageUnacceptable):
-    _msg_fmt = _('Image %(image_href)s is not valid for use: %(reason)s')
+class ImageRefRateLimited(ImageHostRateLimitFailure, ImageRefUnavailable):
+    """429 Too Many Requests persisted while validating an href."""
+
+    _msg_fmt = ImageHostRateLimitFailure._msg_fmt
+    code = 429
+
+
+def validation_failure(error):
+    """The exception ``validate_href`` raises for a temporary failure.
+
+    :param error: a :class:`TemporaryFailure`.
+    :returns: ``error`` itself when it is an ImageRefValidationFailed
+        already, else an :class:`ImageRefUnavailable` (an
+        :class:`ImageRefRateLimited` for a 429) with its message.
+    """
+    if isinstance(error, ImageRefValidationFailed):
+        return error
+    cls = (ImageRefRateLimited
+           if isinstance(error, ImageHostRateLimitFailure)
+           else ImageRefUnavailable)
+    kwargs = dict(error.kwargs)
+    kwargs.pop('code', None)
+    return cls(str(error), **kwargs)
 
 
 class ImageConvertFailed(IronicImagesException):

@@ -49,6 +49,11 @@ BAD_INPUT_ERRORS = (exception.ImageRefValidationFailed,
                     commands.UsageError)
 
 
+# Also ImageRefValidationFailed (so that a host's "except" catches them
+# around validate_href), but not a sign of bad input.
+NOT_BAD_INPUT_ERRORS = (exception.TemporaryFailure,
+                        exception.ImageNotAuthorized)
+
 _EXPECTED_ERRORS = (exception.IronicImagesException, commands.UsageError,
                     cfg.Error)
 
@@ -64,6 +69,7 @@ def _add_parsers(subparsers):
 
 def _exit_code(error):
     return (EXIT_BAD_INPUT if isinstance(error, BAD_INPUT_ERRORS)
+            and not isinstance(error, NOT_BAD_INPUT_ERRORS)
             else EXIT_FAILURE)
 
 

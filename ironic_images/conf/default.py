@@ -15,6 +15,7 @@
 from oslo_config import cfg
 
 from ironic_images._i18n import _
+from ironic_images.conf import sharing
 
 BUILTIN_IMAGE_SERVICES = ['file', 'http', 'https', 'oci', 'glance']
 
@@ -36,6 +37,14 @@ opts = [
                       'REQUESTS_CA_BUNDLE environment variable cannot '
                       'override it. [oci]verify_ca does the same for OCI '
                       'registries. Default: True.')),
+    cfg.StrOpt('webserver_tls_minimum_version',
+               default='1.2',
+               choices=[('1.2', _('TLS 1.2 or later')),
+                        ('1.3', _('TLS 1.3 only'))],
+               help=_('Oldest TLS version accepted from HTTPS image '
+                      'servers and registries. Ironic has this option too, '
+                      'with a default of 1.3; in an Ironic conductor '
+                      'Ironic\'s applies. Default: 1.2.')),
     cfg.StrOpt('tempdir',
                help=_('Directory for temporary files (conversion scratch '
                       'space, TemporaryImages). Default: the system '
@@ -61,4 +70,8 @@ opts = [
 
 
 def register_opts(conf):
-    conf.register_opts(opts)
+    sharing.register_opts(conf, opts)
+
+
+def list_opts():
+    return 'DEFAULT', opts

@@ -15,6 +15,7 @@
 from oslo_config import cfg
 
 from ironic_images._i18n import _
+from ironic_images.conf import sharing
 
 group = cfg.OptGroup(name='file', title='file:// image service options')
 
@@ -33,5 +34,8 @@ opts = [
 
 
 def register_opts(conf):
-    conf.register_group(group)
-    conf.register_opts(opts, group=group)
+    sharing.register_opts(conf, opts, group)
+
+
+def list_opts():
+    return group.name, opts

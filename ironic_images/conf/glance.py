@@ -16,6 +16,7 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from ironic_images._i18n import _
+from ironic_images.conf import sharing
 
 group = cfg.OptGroup(name='glance', title='Glance image service options')
 
@@ -48,11 +49,10 @@ def _adapter_opts():
 
 
 def register_opts(conf):
-    conf.register_group(group)
-    conf.register_opts(opts, group=group)
-    ks_loading.register_session_conf_options(conf, group.name)
-    ks_loading.register_auth_conf_options(conf, group.name)
-    conf.register_opts(_adapter_opts(), group=group)
+    sharing.register_opts(conf, opts, group)
+    sharing.register_opts(conf, ks_loading.get_session_conf_options(), group)
+    sharing.register_auth_opts(conf, group)
+    sharing.register_opts(conf, _adapter_opts(), group)
 
 
 def list_opts():
@@ -62,4 +62,5 @@ def list_opts():
                + ks_loading.get_auth_plugin_conf_options('password')
                + _adapter_opts())
     unique = {opt.dest: opt for opt in ks_opts}
-    return opts + sorted(unique.values(), key=lambda opt: opt.dest)
+    return group.name, opts + sorted(unique.values(),
+                                     key=lambda opt: opt.dest)

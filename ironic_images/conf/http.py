@@ -15,6 +15,7 @@
 from oslo_config import cfg
 
 from ironic_images._i18n import _
+from ironic_images.conf import sharing
 
 group = cfg.OptGroup(name='http', title='HTTP(S) image service options')
 
@@ -47,14 +48,12 @@ opts = [
                default=5, min=0, max=30,
                help=_('Most redirects followed for one request; a longer '
                       'chain, or a loop, fails validation. Default: 5.')),
-    cfg.StrOpt('tls_minimum_version',
-               default='TLSv1_2',
-               choices=['TLSv1_2', 'TLSv1_3'],
-               help=_('Oldest TLS version accepted from HTTPS image '
-                      'servers and registries. Default: TLSv1_2.')),
 ]
 
 
 def register_opts(conf):
-    conf.register_group(group)
-    conf.register_opts(opts, group=group)
+    sharing.register_opts(conf, opts, group)
+
+
+def list_opts():
+    return group.name, opts

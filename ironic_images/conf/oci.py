@@ -15,6 +15,7 @@
 from oslo_config import cfg
 
 from ironic_images._i18n import _
+from ironic_images.conf import sharing
 
 group = cfg.OptGroup(name='oci', title='OCI container registry options')
 
@@ -40,10 +41,12 @@ opts = [
                       'neither the caller nor the node supplies an '
                       'image_pull_secret.')),
     cfg.StrOpt('verify_ca',
-               default='True',
                help=_('TLS verification for registries: "True", "False" '
-                      '(insecure) or the path of a CA bundle. Default: '
-                      'True.')),
+                      '(insecure) or the path of a CA bundle. Unset, '
+                      'registries are verified as [DEFAULT]'
+                      'webserver_verify_ca says, so one CA bundle set '
+                      'there serves web servers and registries alike. '
+                      'Default: unset.')),
     cfg.BoolOpt('permit_fallback_to_http_transport',
                 default=False,
                 help=_('Allow falling back to plain HTTP when a registry '
@@ -60,5 +63,8 @@ opts = [
 
 
 def register_opts(conf):
-    conf.register_group(group)
-    conf.register_opts(opts, group=group)
+    sharing.register_opts(conf, opts, group)
+
+
+def list_opts():
+    return group.name, opts

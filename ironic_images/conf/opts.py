@@ -10,18 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Option listing for oslo-config-generator and the Sphinx extension."""
+"""Option listing for oslo-config-generator and the Sphinx extension.
 
-from ironic_images.conf import default
-from ironic_images.conf import download
-from ironic_images.conf import file
-from ironic_images.conf import glance
-from ironic_images.conf import http
-from ironic_images.conf import image_cache
-from ironic_images.conf import image_convert
-from ironic_images.conf import image_format
-from ironic_images.conf import oci
-from ironic_images.conf import service_user
+The groups are those of :data:`ironic_images.conf.GROUP_MODULES`.
+"""
+
+from ironic_images import conf
 
 
 def list_opts():
@@ -29,15 +23,4 @@ def list_opts():
 
     :returns: a list of ``(group_name, [oslo_config.cfg.Opt])`` tuples.
     """
-    return [
-        ('DEFAULT', default.opts),
-        (file.group.name, file.opts),
-        (http.group.name, http.opts),
-        (oci.group.name, oci.opts),
-        (glance.group.name, glance.list_opts()),
-        (image_format.group.name, image_format.opts),
-        (image_convert.group.name, image_convert.opts),
-        (download.group.name, download.opts),
-        (image_cache.group.name, image_cache.opts),
-        service_user.list_opts(),
-    ]
+    return conf.list_opts()

@@ -22,6 +22,7 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from ironic_images._i18n import _
+from ironic_images.conf import sharing
 
 group = cfg.OptGroup(
     name='service_user', title='Service token options',
@@ -47,10 +48,9 @@ opts = [
 
 
 def register_opts(conf):
-    conf.register_group(group)
-    conf.register_opts(opts, group=group)
-    ks_loading.register_session_conf_options(conf, group.name)
-    ks_loading.register_auth_conf_options(conf, group.name)
+    sharing.register_opts(conf, opts, group)
+    sharing.register_opts(conf, ks_loading.get_session_conf_options(), group)
+    sharing.register_auth_opts(conf, group)
 
 
 def list_opts():

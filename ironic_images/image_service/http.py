@@ -128,23 +128,28 @@ class HttpImageService(base.BaseImageService):
         :param image_href: the URL.
         :param secret: hide the URL in error messages.
         :returns: the response (its body closed).
-        :raises: ImageRefValidationFailed (ImageRefIsARedirect for a
-            redirect when redirects are not allowed);
-            ImageServiceAuthenticationRequired for 401; TemporaryFailure
-            or ImageHostRateLimitFailure when 5xx or 429 persist.
+        :raises: ImageRefValidationFailed for any failure: its subclasses
+            ImageRefIsARedirect for a redirect when redirects are not
+            allowed, ImageServiceAuthenticationRequired for 401,
+            ImageRefUnavailable (a TemporaryFailure) or
+            ImageRefRateLimited (an ImageHostRateLimitFailure) when 5xx
+            or 429 persist.
         """
         shown = _HIDDEN_HREF if secret else None
         _check_scheme(image_href, shown)
         error_class = exception.ImageRefValidationFailed
-        response = self._send('HEAD', image_href, error_class,
-                              shown_href=shown)
-        if response.status_code in (405, 501):
-            LOG.debug('%s refuses HEAD; asking for its first byte',
-                      _host(image_href))
-            response = self._send('GET', image_href, error_class,
-                                  headers={'Range': 'bytes=0-0'},
-                                  stream=True, shown_href=shown)
-            response.close()
+        try:
+            response = self._send('HEAD', image_href, error_class,
+                                  shown_href=shown)
+            if response.status_code in (405, 501):
+                LOG.debug('%s refuses HEAD; asking for its first byte',
+                          _host(image_href))
+                response = self._send('GET', image_href, error_class,
+                                      headers={'Range': 'bytes=0-0'},
+                                      stream=True, shown_href=shown)
+                response.close()
+        except exception.TemporaryFailure as error:
+            raise exception.validation_failure(error) from None
         self._check_status(response, image_href, error_class, shown)
         return response
 

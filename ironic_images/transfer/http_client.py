@@ -48,6 +48,8 @@ MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 10.0
 DEFAULT_HEADERS = {'Accept-Encoding': 'identity'}
+# The values of [DEFAULT]webserver_tls_minimum_version.
+TLS_VERSIONS = {'1.2': ssl.TLSVersion.TLSv1_2, '1.3': ssl.TLSVersion.TLSv1_3}
 
 
 def verify_setting(value, option_name='[DEFAULT]webserver_verify_ca'):
@@ -91,7 +93,7 @@ def new_session(max_redirects=None):
     :returns: a :class:`requests.Session`.
     """
     session = requests.Session()
-    adapter = TLSAdapter(ssl.TLSVersion[CONF.http.tls_minimum_version])
+    adapter = TLSAdapter(TLS_VERSIONS[CONF.webserver_tls_minimum_version])
     session.mount('https://', adapter)
     session.max_redirects = (CONF.http.max_redirects if max_redirects is None
                              else max_redirects)

@@ -137,9 +137,14 @@ class GlanceImageService(base.BaseImageService):
             them.
         :raises: ImageRefValidationFailed, ImageNotFound,
             ImageNotAuthorized, ImageUnacceptable when the image is not
-            active, TemporaryFailure.
+            active; ImageRefUnavailable or ImageRefRateLimited
+            (TemporaryFailures that are also ImageRefValidationFailed)
+            when Glance stays unreachable or busy.
         """
-        image = self._image(image_href)
+        try:
+            image = self._image(image_href)
+        except exception.TemporaryFailure as error:
+            raise exception.validation_failure(error) from None
         glance_metadata.require_active(image, image_href)
         return glance_metadata.translate(image)
 

@@ -62,13 +62,18 @@ class OciClient:
     """A client of one or more OCI registries.
 
     :param verify: TLS verification (True, False or a CA bundle path);
-        default [oci]verify_ca.
+        default [oci]verify_ca, or [DEFAULT]webserver_verify_ca when
+        that is unset.
     """
 
     def __init__(self, verify=None):
-        self.registry = oci_session.RegistrySession(
-            http_client.verify_setting(CONF.oci.verify_ca, '[oci]verify_ca')
-            if verify is None else verify)
+        if verify is None:
+            if CONF.oci.verify_ca is None:
+                verify = http_client.verify_setting(CONF.webserver_verify_ca)
+            else:
+                verify = http_client.verify_setting(CONF.oci.verify_ca,
+                                                    '[oci]verify_ca')
+        self.registry = oci_session.RegistrySession(verify)
 
     @property
     def session(self):

@@ -150,9 +150,14 @@ class OciImageService(base.BaseImageService):
             annotations) and ``no_cache`` (False: digests never change).
         :raises: OciImageNotSpecific for a tag or an index;
             ImageRefValidationFailed, ImageNotFound,
-            ImageServiceAuthenticationRequired, TemporaryFailure.
+            ImageServiceAuthenticationRequired; ImageRefUnavailable or
+            ImageRefRateLimited (TemporaryFailures that are also
+            ImageRefValidationFailed) when 5xx or 429 persist.
         """
-        _ref, layer = self._artifact(image_href)
+        try:
+            _ref, layer = self._artifact(image_href)
+        except exception.TemporaryFailure as error:
+            raise exception.validation_failure(error) from None
         return _properties(layer)
 
     def resolve(self, image_href, cpu_arch=None):

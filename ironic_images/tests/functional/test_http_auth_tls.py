@@ -186,7 +186,7 @@ class TestTLS(common.HttpTestCase):
             'disk.img')
         self.config(webserver_verify_ca=self.ca.ca_cert)
         self.assertDownloads(url)
-        self.config(tls_minimum_version='TLSv1_3', group='http')
+        self.config(webserver_tls_minimum_version='1.3')
         error = self.assertDownloadFails(exception.ImageDownloadFailed, url,
                                          name='refused.img')
         self.assertIn('TLS failure', str(error))

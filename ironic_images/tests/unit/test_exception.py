@@ -195,6 +195,77 @@ class HierarchyTestCase(base.TestCase):
         self.assertIsInstance(exc, exception.ImageChecksumError)
 
 
+class HostCatchesTestCase(base.TestCase):
+    """The classes fit what Ironic 39's callers catch (see the docs)."""
+
+    def test_ironic_hierarchy(self):
+        # Ironic 39's own bases of the classes of the same name.
+        pairs = [
+            (exception.ImageChecksumError, exception.InvalidImage),
+            (exception.ImageChecksumAlgorithmFailure,
+             exception.InvalidImage),
+            (exception.ImageChecksumURLNotSupported, exception.InvalidImage),
+            (exception.OciImageNotSpecific, exception.InvalidImage),
+            (exception.ImageServiceAuthenticationRequired,
+             exception.ImageUnacceptable),
+            (exception.ImageHostRateLimitFailure,
+             exception.TemporaryFailure),
+            (exception.OciImageTagNotFound, exception.ImageNotFound),
+        ]
+        for sub, parent in pairs:
+            self.assertTrue(issubclass(sub, parent),
+                            '%s is not a %s' % (sub.__name__,
+                                                parent.__name__))
+
+    def test_a_checksum_mismatch_is_caught_as_an_unacceptable_image(self):
+        def fail():
+            raise exception.ImageChecksumError(image_href='file:///x',
+                                               algorithm='sha256',
+                                               expected='a', actual='b')
+        for parent in (exception.InvalidImage, exception.ImageUnacceptable,
+                       exception.ImageDownloadFailed):
+            self.assertRaises(parent, fail)
+        # Not a refusal of the request: the server sent other bytes.
+        self.assertEqual(500, exception.ImageChecksumError().code)
+
+    def test_every_failure_of_validate_href_is_a_validation_failure(self):
+        # Ironic's callers catch ImageRefValidationFailed for any answer
+        # that is not 200: a 401, and a 5xx or 429 that persists.
+        self.assertTrue(issubclass(
+            exception.ImageServiceAuthenticationRequired,
+            exception.ImageRefValidationFailed))
+        unavailable = exception.validation_failure(
+            exception.TemporaryFailure(image_href='https://u:pw@h/x',
+                                       reason='HTTP 500 after 4 attempts'))
+        self.assertIsInstance(unavailable, exception.ImageRefUnavailable)
+        self.assertIsInstance(unavailable, exception.TemporaryFailure)
+        self.assertIsInstance(unavailable,
+                              exception.ImageRefValidationFailed)
+        self.assertEqual(503, unavailable.code)
+        self.assertEqual('Temporary failure while accessing '
+                         'https://u:***@h/x, retry later: HTTP 500 after 4 '
+                         'attempts', str(unavailable))
+        limited = exception.validation_failure(
+            exception.ImageHostRateLimitFailure(image_href='https://h/x',
+                                                reason='HTTP 429'))
+        self.assertIsInstance(limited, exception.ImageRefRateLimited)
+        self.assertIsInstance(limited, exception.ImageHostRateLimitFailure)
+        self.assertIsInstance(limited, exception.ImageRefValidationFailed)
+        self.assertEqual(429, limited.code)
+        self.assertEqual('https://h/x', limited.kwargs['image_href'])
+
+    def test_a_validation_failure_is_kept(self):
+        error = exception.ImageRefUnavailable(image_href='h', reason='r')
+        self.assertIs(error, exception.validation_failure(error))
+
+    def test_temporary_failures_are_not_validation_failures(self):
+        # A download that fails for a while is not a bad href.
+        self.assertFalse(issubclass(exception.TemporaryFailure,
+                                    exception.ImageRefValidationFailed))
+        self.assertFalse(issubclass(exception.ImageHostRateLimitFailure,
+                                    exception.ImageRefValidationFailed))
+
+
 class RedirectTestCase(base.TestCase):
 
     def test_redirect_url_attribute(self):

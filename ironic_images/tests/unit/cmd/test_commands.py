@@ -25,6 +25,7 @@ import fixtures
 from ironic_images.cmd import main
 from ironic_images.cmd import progress
 from ironic_images.conf import CONF
+from ironic_images import exception
 from ironic_images.image_service import file as file_service
 from ironic_images.tests import base
 
@@ -341,6 +342,25 @@ class _Clock:
 
     def monotonic(self):
         return self.now
+
+
+class ExitCodeTestCase(base.TestCase):
+
+    def test_exit_codes(self):
+        # Some failures are ImageRefValidationFailed too, so that a host's
+        # except clause around validate_href catches them; they remain
+        # failures (1), not bad input (2).
+        for error, code in [
+                (exception.ImageRefValidationFailed(), 2),
+                (exception.ImageChecksumAlgorithmFailure(), 2),
+                (exception.OciImageNotSpecific(), 2),
+                (exception.ImageRefUnavailable(), 1),
+                (exception.ImageRefRateLimited(), 1),
+                (exception.ImageServiceAuthenticationRequired(), 1),
+                (exception.ImageChecksumError(), 1),
+                (exception.TemporaryFailure(), 1)]:
+            self.assertEqual(code, main._exit_code(error),
+                             type(error).__name__)
 
 
 class ProgressTestCase(base.TestCase):
