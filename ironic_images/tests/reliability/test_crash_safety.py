@@ -73,7 +73,7 @@ class TestStaleParts(base.ReliabilityTestCase):
     """What :func:`fileutils.remove_stale_parts` removes, and keeps."""
 
     HOLDER = ('import sys, time\n'
-              'from ironic_images import fileutils\n'
+              'from ironic_images.common import fileutils\n'
               'print(fileutils.part_path(sys.argv[1]), flush=True)\n'
               'time.sleep(60)\n')
 
