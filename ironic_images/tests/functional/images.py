@@ -452,9 +452,19 @@ def _luks_template(size):
     if not os.path.exists(template):
         part = '%s.%d.part' % (template, os.getpid())
         # iter-time=10: the default (2 s of PBKDF2) is for real secrets.
-        qemu_img('create', '-q', '-f', 'luks', '--object',
-                 'secret,id=s0,data=' + LUKS_SECRET, '-o',
-                 'key-secret=s0,iter-time=10', part, size)
+        # qemu-img times a first round of PBKDF2 by the thread's CPU time
+        # and fails ("Unable to get accurate CPU usage") when that reads
+        # 0 ms, as it sometimes does on a fast or busy host: try again.
+        for attempt in range(5):
+            try:
+                qemu_img('create', '-q', '-f', 'luks', '--object',
+                         'secret,id=s0,data=' + LUKS_SECRET, '-o',
+                         'key-secret=s0,iter-time=10', part, size)
+                break
+            except subprocess.CalledProcessError as exc:
+                if (attempt == 4 or 'accurate CPU usage'
+                        not in (exc.stderr or '')):
+                    raise
         os.replace(part, template)
     return template
 
