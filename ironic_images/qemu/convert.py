@@ -18,6 +18,15 @@ renames it only when it is the requested format, so the destination is
 either a complete, checked image or untouched. The source passes the
 safety gate and ``qemu-img info`` of :mod:`ironic_images.qemu_img` first;
 :func:`convert_image` is importable from there too.
+
+A block device is written in place (``qemu-img convert -n``: no create,
+no truncation; ``-t none`` where the device takes direct I/O), after a
+check that a raw disk fits it; holes are written as zeros (qemu-img
+zeroes them, as ``-n`` tells it the device is not zero already). A
+stream gets a conversion into a temp file in ``[DEFAULT]tempdir``,
+copied onto it in order. Either is undefined when a failure comes after
+qemu-img started writing (:class:`~ironic_images.exception.
+DestinationUndefined`).
 """
 
 import errno
@@ -30,13 +39,16 @@ from oslo_log import log as logging
 import tenacity
 
 from ironic_images._i18n import _
+from ironic_images.common import destinations
 from ironic_images.common import fileutils
+from ironic_images.common import tempfiles
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.formats import inspection
 from ironic_images.formats import names as formats
 from ironic_images.qemu import info as qemu_info
 from ironic_images.qemu import process
+from ironic_images.sink import destination
 
 LOG = logging.getLogger(__name__)
 
@@ -67,6 +79,16 @@ _TRANSIENT_MESSAGES = tuple(os.strerror(e) for e in _TRANSIENT_ERRNOS)
 # space, no permission, an I/O error) is made again next time.
 _DIRECT_IO_ANSWERS = {}
 _NO_DIRECT_IO_ERRNOS = (errno.EINVAL, errno.EOPNOTSUPP)
+
+
+def _device_takes_direct_io(device):
+    """Tell whether a block device opens with O_DIRECT (most do)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        return False
+    os.close(fd)
+    return True
 
 
 def _supports_direct_io(directory):
@@ -104,15 +126,20 @@ def _supports_direct_io(directory):
     return True
 
 
-def _convert_command(source, part, src_format, out_format, out_subformat):
+def _convert_command(source, part, src_format, out_format, out_subformat,
+                     device=False):
     cmd = ['convert', '-f', src_format, '-O', out_format, '-W',
            '-m', str(CONF.image_convert.coroutines), '-S', '4k']
     if out_subformat:
         cmd += ['-o', 'subformat=%s' % out_subformat]
+    if device:
+        # Onto the device as it is: no create, no truncation.
+        cmd.append('-n')
     # Direct I/O keeps a big conversion from flooding the page cache and
     # is the fastest path; without it qemu-img's default (writeback, no
     # flushes) is used and we fsync at the end.
-    if _supports_direct_io(os.path.dirname(part)):
+    if (_device_takes_direct_io(part) if device
+            else _supports_direct_io(os.path.dirname(part))):
         cmd += ['-t', 'none']
     return cmd + [process.local_path(source), part]
 
@@ -219,8 +246,12 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
     it and renames it to ``dest``. On any failure nothing is left at ``dest``
     (an existing file there is kept) and no temp file remains.
 
+    A block device at ``dest`` is written in place and a stream through
+    a temp file (see the module's documentation).
+
     :param source: the source image file.
-    :param dest: the output path.
+    :param dest: the output: a file (a symlink is followed), a block
+        device or a stream.
     :param out_format: raw, qcow2, vmdk, vhd (or vpc) or vhdx.
     :param src_format: the source's format (Glance or qemu-img name);
         required.
@@ -238,16 +269,35 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
         format.
     :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
         safety gate and :func:`~ironic_images.qemu_img.qemu_img_info`.
+    :raises: ImageUnacceptable when a raw disk does not fit the device;
+        InvalidDestination; DestinationUndefined (also an
+        ImageConvertFailed) when the device or stream was written.
     """
     image_href = image_href or source
     qemu_src, qemu_out = _validate_convert_args(
         src_format, out_format, out_subformat, image_href)
     if source_info is None:
         qemu_src = qemu_info.check_source(source, src_format, image_href)
-        qemu_info.qemu_img_info(source, qemu_src, image_href=image_href)
-
+        source_info = qemu_info.qemu_img_info(source, qemu_src,
+                                              image_href=image_href)
     try:
-        part = fileutils.part_path(dest)
+        target = destinations.classify(dest, image_href)
+    except exception.InvalidDestination as e:
+        raise exception.ImageConvertFailed(image_href=image_href,
+                                           reason=e.kwargs['reason'])
+    if target.kind == destinations.BLOCK:
+        _convert_onto_device(source, target, qemu_src, qemu_out,
+                             out_subformat, image_href, source_info)
+        return
+    if target.kind == destinations.STREAM:
+        with tempfiles.temporary_dir() as scratch:
+            converted = os.path.join(scratch, 'converted')
+            convert_image(source, converted, out_format, qemu_src,
+                          out_subformat, image_href, source_info)
+            destination.copy_to(converted, dest, image_href)
+        return
+    try:
+        part = fileutils.part_path(target.target)
     except OSError as e:
         raise exception.ImageConvertFailed(
             image_href=image_href,
@@ -280,6 +330,45 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
              '%(sec).2f s', {'src': source, 'sfmt': qemu_src, 'dest': dest,
                              'ofmt': qemu_out,
                              'sec': time.monotonic() - started})
+
+
+def _convert_onto_device(source, target, qemu_src, qemu_out, out_subformat,
+                         image_href, source_info):
+    """``qemu-img convert -n`` onto a block device, in place."""
+    device = target.target
+    if qemu_out == 'raw' and source_info.virtual_size:
+        destinations.check_fits(
+            target.path, source_info.virtual_size,
+            destinations.device_size(target, image_href), image_href)
+    else:
+        destinations.device_size(target, image_href)  # not in use
+    started = time.monotonic()
+    try:
+        cmd = _convert_command(source, device, qemu_src, qemu_out,
+                               out_subformat, device=True)
+        try:
+            _run_conversion(cmd)
+        except (processutils.ProcessExecutionError, OSError) as e:
+            raise exception.ImageConvertFailed(
+                image_href=image_href,
+                reason=_('qemu-img convert failed: %s')
+                % process.failure_reason(e))
+        check_output(device, qemu_out, out_subformat, image_href)
+        try:
+            _fsync(device)
+        except OSError as e:
+            raise exception.ImageConvertFailed(
+                image_href=image_href,
+                reason=_('cannot sync %(dest)s: %(err)s') % {
+                    'dest': target.path, 'err': e})
+    except exception.IronicImagesException as e:
+        # qemu-img may have written any part of the device.
+        raise exception.destination_undefined(
+            e, target.path, image_href) from e
+    LOG.info('Converted %(src)s (%(sfmt)s) onto the device %(dest)s '
+             '(%(ofmt)s) in %(sec).2f s',
+             {'src': source, 'sfmt': qemu_src, 'dest': target.path,
+              'ofmt': qemu_out, 'sec': time.monotonic() - started})
 
 
 def _fsync(path):
