@@ -41,8 +41,9 @@ def check_destination(dest):
 
     :param dest: the file a command is to write; ``-`` is standard output
         (refused when it is a terminal).
-    :returns: the path to write: ``dest``, or ``/dev/stdout`` for ``-``
-        (written through this process's descriptor 1, whatever it is).
+    :returns: the path to write: ``dest``, or ``/proc/self/fd/1`` for
+        ``-`` (written through this process's descriptor 1, whatever it
+        is open on).
     :raises: UsageError
     """
     if dest == STDOUT:
@@ -50,7 +51,7 @@ def check_destination(dest):
             raise UsageError('standard output is a terminal; redirect it '
                              'or give a file to write')
         sys.stdout.flush()
-        return '/dev/stdout'
+        return '/proc/self/fd/1'
     if os.path.isdir(dest):
         raise UsageError('%s is a directory; give the file to write' % dest)
     if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):

@@ -250,12 +250,14 @@ def convert_fetched(fetched, dest, out_format, image_href,
     src_format = formats.qemu_name(fetched.format)
     info = qemu_info.qemu_img_info(fetched.path, src_format, image_href)
     target = destinations.classify(dest, image_href)
-    if target.kind == destinations.STREAM:
-        # Converted in a temp file first: a stream cannot seek.
+    if target.is_file or (target.kind == destinations.BLOCK
+                          and formats.qemu_name(out_format) == 'raw'):
+        check_available_space(dest, info.virtual_size, image_href)
+    else:
+        # Converted in a temp file, then copied: a stream cannot seek,
+        # and qemu-img cannot create another format on a device.
         check_available_space(CONF.tempdir or tempfile.gettempdir(),
                               info.virtual_size, image_href)
-    elif target.is_file or formats.qemu_name(out_format) == 'raw':
-        check_available_space(dest, info.virtual_size, image_href)
     qemu_convert.convert_image(fetched.path, dest, out_format, src_format,
                                out_subformat=out_subformat,
                                image_href=image_href, source_info=info)

@@ -92,6 +92,9 @@ class InPlaceTarget:
         self._check_space = check_space
         #: The in-place output, once chosen.
         self.output = None
+        # A device is opened first, so that one in use or out of reach
+        # fails the fetch before the download starts.
+        self._device = None
         #: The temp file, once chosen.
         self.temp = None
         self._temp_file = None
@@ -117,12 +120,21 @@ class InPlaceTarget:
         """
         in_place, to_raw, size = self._plan(detected, head, compression)
         if not in_place:
+            if self._device is not None:
+                # Written later by qemu-img or a copy, which open it.
+                self._device.close()
+                self._device = None
             return self._open_temp(), to_raw
         if self._gated:
             gate.check_image(detected, self._href, self._expected_format)
         if size is not None and self._volume_size is not None:
             gate.check_virtual_size(size, self._volume_size, self._href)
-        self.output = destination.open_output(self.dest, self._href, size)
+        if self._device is not None:
+            if size is not None:
+                self._device.check_fits(size)
+            self.output = self._device
+        else:
+            self.output = destination.open_output(self.dest, self._href)
         return self.output, to_raw
 
     def _plan(self, detected, head, compression):
@@ -161,9 +173,20 @@ class InPlaceTarget:
         """A context manager: a failure once touched is undefined."""
         return destination.undefined_on_failure(_Touched(self), self._href)
 
+    def open(self):
+        """Open a block device now, to fail early when it is in use.
+
+        :raises: InvalidDestination.
+        """
+        if self.dest.kind == destinations.BLOCK:
+            self._device = destination.open_output(self.dest, self._href)
+
     def close(self):
         """Close the destination and remove the temp file."""
-        if self.output is not None:
+        if self._device is not None:
+            self._device.close()
+            self._device = None
+        elif self.output is not None:
             self.output.close()
         if self._temp_file is not None:
             self._temp_file.close()
@@ -172,6 +195,7 @@ class InPlaceTarget:
             fileutils.remove_quietly(self.temp)
 
     def __enter__(self):
+        self.open()
         return self
 
     def __exit__(self, *exc_info):

@@ -19,14 +19,15 @@ either a complete, checked image or untouched. The source passes the
 safety gate and ``qemu-img info`` of :mod:`ironic_images.qemu_img` first;
 :func:`convert_image` is importable from there too.
 
-A block device is written in place (``qemu-img convert -n``: no create,
-no truncation; ``-t none`` where the device takes direct I/O), after a
-check that a raw disk fits it; holes are written as zeros (qemu-img
-zeroes them, as ``-n`` tells it the device is not zero already). A
-stream gets a conversion into a temp file in ``[DEFAULT]tempdir``,
-copied onto it in order. Either is undefined when a failure comes after
-qemu-img started writing (:class:`~ironic_images.exception.
-DestinationUndefined`).
+A raw disk is written onto a block device in place (``qemu-img convert
+-n``: no create, no truncation; ``-t none`` where the device takes direct
+I/O), after a check that it fits; holes are written as zeros (qemu-img
+zeroes them, as ``-n`` tells it the device is not zero already). Any
+other format for a device (qemu-img cannot create one there), and any
+format for a stream, is converted into a temp file in
+``[DEFAULT]tempdir`` and copied onto it. Either is undefined when a
+failure comes after the writing started (:class:`~ironic_images.
+exception.DestinationUndefined`).
 """
 
 import errno
@@ -285,11 +286,11 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
     except exception.InvalidDestination as e:
         raise exception.ImageConvertFailed(image_href=image_href,
                                            reason=e.kwargs['reason'])
-    if target.kind == destinations.BLOCK:
-        _convert_onto_device(source, target, qemu_src, qemu_out,
-                             out_subformat, image_href, source_info)
+    if target.kind == destinations.BLOCK and qemu_out == 'raw':
+        _convert_onto_device(source, target, qemu_src, image_href,
+                             source_info)
         return
-    if target.kind == destinations.STREAM:
+    if target.in_place:
         with tempfiles.temporary_dir() as scratch:
             converted = os.path.join(scratch, 'converted')
             convert_image(source, converted, out_format, qemu_src,
@@ -332,20 +333,19 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
                              'sec': time.monotonic() - started})
 
 
-def _convert_onto_device(source, target, qemu_src, qemu_out, out_subformat,
-                         image_href, source_info):
-    """``qemu-img convert -n`` onto a block device, in place."""
+def _convert_onto_device(source, target, qemu_src, image_href,
+                         source_info):
+    """``qemu-img convert -n -O raw`` onto a block device, in place."""
     device = target.target
-    if qemu_out == 'raw' and source_info.virtual_size:
-        destinations.check_fits(
-            target.path, source_info.virtual_size,
-            destinations.device_size(target, image_href), image_href)
-    else:
-        destinations.device_size(target, image_href)  # not in use
+    qemu_out = 'raw'
+    size = destinations.device_size(target, image_href)  # not in use
+    if source_info.virtual_size:
+        destinations.check_fits(target.path, source_info.virtual_size,
+                                size, image_href)
     started = time.monotonic()
     try:
-        cmd = _convert_command(source, device, qemu_src, qemu_out,
-                               out_subformat, device=True)
+        cmd = _convert_command(source, device, qemu_src, qemu_out, None,
+                               device=True)
         try:
             _run_conversion(cmd)
         except (processutils.ProcessExecutionError, OSError) as e:
@@ -353,7 +353,7 @@ def _convert_onto_device(source, target, qemu_src, qemu_out, out_subformat,
                 image_href=image_href,
                 reason=_('qemu-img convert failed: %s')
                 % process.failure_reason(e))
-        check_output(device, qemu_out, out_subformat, image_href)
+        check_output(device, qemu_out, None, image_href)
         try:
             _fsync(device)
         except OSError as e:
