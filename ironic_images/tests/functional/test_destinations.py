@@ -46,8 +46,11 @@ DEVICE_SIZE = 16 * units.Mi
 
 
 def regular_files_in_dev():
-    """The regular files directly in /dev (a device node replaced by a
-    file is one; device nodes other tests make are not)."""
+    """The regular files directly in /dev.
+
+    A device node replaced by a file is one; the nodes other tests make
+    are not.
+    """
     found = set()
     for name in os.listdir('/dev'):
         try:

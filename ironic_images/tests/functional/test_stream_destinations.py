@@ -226,6 +226,20 @@ class TestCommandIntoStreams(StreamTestCase):
         self.assertEqual(self.disk(), done.stdout)
         os.unlink(source)
 
+    def test_cache_fetch_to_stdout(self):
+        cache_dir = self.useFixture(fixtures.TempDir()).path
+        conf = os.path.join(cache_dir, 'cache.conf')
+        with open(conf, 'w') as f:
+            f.write('[image_cache]\nmaster_path = %s\n'
+                    % os.path.join(cache_dir, 'master'))
+        href = self.server.url_for(self.publish('qcow2'))
+        for _run in range(2):  # a download, then a hit
+            done = self.run_command('--config-file', conf, 'cache', 'fetch',
+                                    '--raw', href, '-')
+            self.assertEqual(0, done.returncode, done.stderr)
+            self.assertEqual(self.disk(), done.stdout)
+        self.assertIn(b'cache hit', done.stderr)
+
     def test_stdout_on_a_terminal_is_refused(self):
         controller, terminal = pty.openpty()
         self.addCleanup(os.close, controller)
