@@ -26,15 +26,23 @@ Zeroing uses ``BLKZEROOUT``, which the kernel turns into the device's own
 write-zeroes or unmap-that-reads-zeros when it has them (a loop device
 punches a hole in its file), and into written zeros otherwise; where the
 ioctl is refused, zeros are written. A plain discard is never used: not
-every device reads zeros after it.
+every device reads zeros after it. (Zeroing the whole disk first, as
+``qemu-img convert`` does where the device unmaps, was measured slower
+on a loop device: 2.2 s to punch 2 GiB, then slower writes into the
+holes.)
 
-Direct I/O where the device takes it: the bytes are gathered in an
-aligned buffer (8 MiB) and written in whole logical blocks; a partial
-block at either end of a run is read from the device and merged, so
-bytes outside the disk's ranges keep what they held. The device is opened
-with ``O_EXCL``, which a mounted device refuses.
+Direct I/O where the device takes it: the bytes are gathered in aligned
+buffers (4 MiB) and written in whole logical blocks; a partial block at
+either end of a run is read from the device and merged, so bytes outside
+the disk's ranges keep what they held. A direct write waits for the
+device, so the writes and the zeroing run in a few threads
+(:data:`WORKERS`), as qemu-img keeps several requests in flight; an
+operation never starts while another one on an overlapping range is in
+flight, which keeps the order that matters. The device is opened with
+``O_EXCL``, which a mounted device refuses.
 """
 
+import concurrent.futures
 import errno
 import fcntl
 import mmap
@@ -52,10 +60,12 @@ LOG = logging.getLogger(__name__)
 # <linux/fs.h>: _IO(0x12, 127), an argument of two u64: start, length.
 BLKZEROOUT = 0x127f
 #: Bytes gathered before they are written.
-STAGE_BYTES = 8 * 1024 * 1024
+STAGE_BYTES = 4 * 1024 * 1024
+#: Writes (and zeroings) in flight at once.
+WORKERS = 4
 # One BLKZEROOUT call at most this long: a device without write-zeroes
 # has the kernel write every zero before the call returns.
-_ZEROOUT_PIECE = 1024 * 1024 * 1024
+_ZEROOUT_PIECE = 256 * 1024 * 1024
 _NO_ZEROOUT = (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 _O_DIRECT = getattr(os, 'O_DIRECT', 0)
 
@@ -92,18 +102,17 @@ class DeviceOutput(outputs.Output):
             #: The device's size, in bytes.
             self.size = destinations.block_device_size(self._fd)
             self._block = destinations.logical_block_size(self._fd)
-            # Page-aligned (an anonymous map), with room for one more
-            # block to merge a partial last one into.
-            self._buf = mmap.mmap(-1, STAGE_BYTES + self._block)
-            self._scratch = mmap.mmap(-1, max(self._block, mmap.PAGESIZE))
         except BaseException:
             os.close(self._fd)
             raise
-        self._zero_buf = None
+        self._inflight = _InFlight(self._fd)
+        # Page-aligned (anonymous maps), with room for one more block to
+        # merge a partial last one into.
+        self._buf = self._inflight.take_buffer(STAGE_BYTES + self._block)
+        self._scratch = mmap.mmap(-1, max(self._block, mmap.PAGESIZE))
         self._start = 0
         self._fill = 0
         self._frontier = 0
-        self._zeroout = True
 
     def check_fits(self, length):
         """Refuse a disk of ``length`` bytes that the device cannot hold.
@@ -127,24 +136,31 @@ class DeviceOutput(outputs.Output):
             self._zero(self._frontier, length)
             self._frontier = length
         self._flush()
+        self._inflight.wait_all()
 
     def reset(self):
         # What is on the device stays until written or zeroed again.
+        self._inflight.wait_all()
         self._fill = 0
         self._frontier = 0
 
     def sync(self):
         self._flush()
+        self._inflight.wait_all()
         os.fsync(self._fd)
 
     def close(self):
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            self._buf.close()
-            self._scratch.close()
-            if self._zero_buf is not None:
-                self._zero_buf.close()
+            try:
+                self._inflight.close()
+            finally:
+                os.close(self._fd)
+                self._fd = None
+                self._scratch.close()
+
+    @property
+    def touched(self):
+        return self._inflight.started
 
     def _zero(self, start, end):
         """Zero ``[start, end)``: whole blocks by ioctl, edges staged."""
@@ -158,32 +174,12 @@ class DeviceOutput(outputs.Output):
             self._stage(memoryview(bytes(first - start)), start)
         # Nothing staged reaches past ``first``: staged bytes lie before
         # the frontier, which is at most ``start``.
-        self._zero_blocks(first, last)
+        while first < last:
+            length = min(last - first, _ZEROOUT_PIECE)
+            self._inflight.zero(first, first + length)
+            first += length
         if end > last:
             self._stage(memoryview(bytes(end - last)), last)
-
-    def _zero_blocks(self, start, end):
-        while self._zeroout and start < end:
-            length = min(end - start, _ZEROOUT_PIECE)
-            try:
-                fcntl.ioctl(self._fd, BLKZEROOUT,
-                            struct.pack('QQ', start, length))
-            except OSError as error:
-                if error.errno not in _NO_ZEROOUT:
-                    raise
-                LOG.debug('%(path)s refuses BLKZEROOUT (%(error)s); '
-                          'writing zeros', {'path': self.path,
-                                            'error': error})
-                self._zeroout = False
-                break
-            self.touched = True
-            start += length
-        if self._zero_buf is None and start < end:
-            self._zero_buf = mmap.mmap(-1, STAGE_BYTES)
-        while start < end:
-            length = min(end - start, STAGE_BYTES)
-            self._write_all(memoryview(self._zero_buf)[:length], start)
-            start += length
 
     def _stage(self, view, offset):
         """Gather ``view`` for ``offset``; write whole buffers."""
@@ -198,7 +194,7 @@ class DeviceOutput(outputs.Output):
                 if self._fill:
                     # A run that starts inside a block: the block's
                     # earlier bytes are the device's.
-                    self._read_block(self._start, self._buf, 0)
+                    self._read_block(self._start, self._buf)
             count = min(len(view), STAGE_BYTES - self._fill)
             self._buf[self._fill:self._fill + count] = view[:count]
             self._fill += count
@@ -217,14 +213,16 @@ class DeviceOutput(outputs.Output):
         length = whole
         if fill > whole:
             # The block's later bytes are the device's.
-            self._read_block(self._start + whole, self._scratch, 0)
+            self._read_block(self._start + whole, self._scratch)
             self._buf[fill:whole + bs] = self._scratch[fill - whole:bs]
             length = whole + bs
         self._fill = 0
-        self._write_all(memoryview(self._buf)[:length], self._start)
+        self._inflight.write(self._buf, length, self._start)
+        self._buf = self._inflight.take_buffer(STAGE_BYTES + bs)
 
-    def _read_block(self, offset, buf, at):
-        view = memoryview(buf)[at:at + self._block]
+    def _read_block(self, offset, buf):
+        self._inflight.wait_overlapping(offset, offset + self._block)
+        view = memoryview(buf)[:self._block]
         done = 0
         while done < self._block:
             count = os.preadv(self._fd, [view[done:]], offset + done)
@@ -232,9 +230,115 @@ class DeviceOutput(outputs.Output):
                 raise OSError(errno.EIO, 'short read from %s' % self.path)
             done += count
 
+
+class _InFlight:
+    """The writes and zeroings of a device, run in a few threads.
+
+    An operation waits for those in flight on an overlapping range before
+    it starts; the first error of any is raised by the next call.
+
+    :param fd: the device's descriptor.
+    """
+
+    def __init__(self, fd):
+        self._fd = fd
+        self._pool = None
+        # (start, end, future, buffer or None), oldest first.
+        self._ops = []
+        self._free = []
+        self._buffers = 0
+        # Read only, by every thread; its pages are the kernel's shared
+        # zero page until written, so it costs no memory.
+        self._zero_buf = mmap.mmap(-1, STAGE_BYTES)
+        self._zeroout = True
+        self.started = False
+
+    def take_buffer(self, size):
+        """A free aligned buffer of ``size`` bytes (waits for one)."""
+        while not self._free:
+            if self._buffers <= WORKERS:
+                self._buffers += 1
+                return mmap.mmap(-1, size)
+            self._wait(self._oldest_buffer_op())
+        return self._free.pop()
+
+    def write(self, buf, length, offset):
+        """Write ``buf[:length]`` at ``offset``; ``buf`` is given up."""
+        self._submit(offset, offset + length, self._write_all, buf,
+                     memoryview(buf)[:length], offset)
+
+    def zero(self, start, end):
+        """Zero ``[start, end)`` (whole blocks)."""
+        self._submit(start, end, self._zero_range, None, start, end)
+
+    def wait_overlapping(self, start, end):
+        """Wait for the operations on ``[start, end)`` in flight."""
+        for op in list(self._ops):
+            if op[0] < end and start < op[1]:
+                self._wait(op)
+
+    def wait_all(self):
+        """Wait for every operation; raise the first error."""
+        while self._ops:
+            self._wait(self._ops[0])
+
+    def close(self):
+        """Wait for what is in flight (errors ignored) and stop."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._ops = []
+        for buf in self._free + [self._zero_buf]:
+            try:
+                buf.close()
+            except BufferError:
+                pass  # still seen by a failed write's traceback: GC'd
+        self._free = []
+
+    def _submit(self, start, end, function, buf, *args):
+        self.wait_overlapping(start, end)
+        self._reap()
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=WORKERS, thread_name_prefix='device-writer')
+        future = self._pool.submit(function, *args)
+        self.started = True
+        self._ops.append((start, end, future, buf))
+
+    def _oldest_buffer_op(self):
+        return next(op for op in self._ops if op[3] is not None)
+
+    def _wait(self, op):
+        try:
+            op[2].result()
+        finally:
+            self._ops.remove(op)
+            if op[3] is not None:
+                self._free.append(op[3])
+
+    def _reap(self):
+        for op in [op for op in self._ops if op[2].done()]:
+            self._wait(op)
+
     def _write_all(self, view, offset):
         while view:
             written = os.pwrite(self._fd, view, offset)
-            self.touched = True
             view = view[written:]
             offset += written
+
+    def _zero_range(self, start, end):
+        if self._zeroout:
+            try:
+                fcntl.ioctl(self._fd, BLKZEROOUT,
+                            struct.pack('QQ', start, end - start))
+                return
+            except OSError as error:
+                if error.errno not in _NO_ZEROOUT:
+                    raise
+                LOG.debug('The device refuses BLKZEROOUT (%s); writing '
+                          'zeros', error)
+                self._zeroout = False
+        while start < end:
+            length = min(end - start, STAGE_BYTES)
+            self._write_all(memoryview(self._zero_buf)[:length], start)
+            start += length

@@ -44,16 +44,16 @@ class Output:
     """The destination of an image sink's bytes.
 
     :ivar path: the destination, for messages.
-    :ivar touched: whether a byte (or a zeroed range) reached it.
     """
-
-    #: Whether holes must be written (a device, a stream) rather than
-    #: left to the file system.
-    writes_holes = True
 
     def __init__(self, path):
         self.path = path
-        self.touched = False
+        self._touched = False
+
+    @property
+    def touched(self):
+        """Whether a byte (or a zeroed range) went to it."""
+        return self._touched
 
     def pwrite(self, data, offset):
         """Write the disk's bytes ``data`` at ``offset``."""
@@ -84,14 +84,12 @@ class FileOutput(Output):
     :param path: the file, for messages.
     """
 
-    writes_holes = False
-
     def __init__(self, fd, path=None):
         super().__init__(path)
         self._fd = fd
 
     def pwrite(self, data, offset):
-        self.touched = True
+        self._touched = True
         _pwrite_all(self._fd, memoryview(data), offset)
 
     def write_behind(self):
@@ -182,7 +180,7 @@ class StreamOutput(Output):
                 # stdout can be): wait until it takes more.
                 select.select([], [self._fd], [])
                 continue
-            self.touched = True
+            self._touched = True
             self._position += written
             view = view[written:]
 

@@ -18,6 +18,7 @@ writes zeros where the kernel refuses BLKZEROOUT (ENOTTY). The real
 devices are in tests/functional/test_destinations.py.
 """
 
+import errno
 import os
 import random
 
@@ -93,6 +94,26 @@ class DeviceOutputTestCase(base.TestCase):
             with open(self.path, 'wb') as f:
                 f.write(FILL * SIZE)
             self.check_model(seed, direct_io=False)
+
+    def test_random_writes_one_at_a_time(self):
+        self.useFixture(fixtures.MockPatchObject(
+            device_output, 'STAGE_BYTES', 4096))
+        self.useFixture(fixtures.MockPatchObject(
+            device_output, 'WORKERS', 1))
+        for seed in range(20, 24):
+            with open(self.path, 'wb') as f:
+                f.write(FILL * SIZE)
+            self.check_model(seed, direct_io=False)
+
+    def test_a_failed_write_is_raised_by_a_later_call(self):
+        out = self.output()
+        self.useFixture(fixtures.MockPatchObject(
+            device_output.os, 'pwrite',
+            side_effect=OSError(errno.EIO, 'I/O error')))
+        out.pwrite(b'\x01' * 4096, 0)
+        error = self.assertRaises(OSError, out.sync)
+        self.assertEqual(errno.EIO, error.errno)
+        self.assertTrue(out.touched)
 
     def test_random_writes_direct(self):
         for seed in range(8, 12):
