@@ -116,6 +116,12 @@ class ImageChecksumError(ImageDownloadFailed, InvalidImage):
     code = 500
 
 
+class InvalidDestination(ImageDownloadFailed):
+    _msg_fmt = _('Cannot write image %(image_href)s to %(path)s: '
+                 '%(reason)s')
+    code = 400
+
+
 class InvalidChecksum(IronicImagesException):
     _msg_fmt = _('Checksum %(checksum)s given for image %(image_href)s is '
                  'not valid: %(reason)s')
@@ -224,6 +230,72 @@ class InsufficientDiskSpace(IronicImagesException):
 
 class ImageCacheError(IronicImagesException):
     _msg_fmt = _('Master-image cache %(path)s: %(reason)s')
+
+
+class DestinationUndefined(ImageDownloadFailed):
+    """A device or stream written in place was left half-written.
+
+    Raised, instead of the error that stopped the write, once the first
+    byte has reached a destination that is written in place (a block
+    device, a pipe): its earlier contents are gone and the image is not
+    whole. Each error class has a subclass here that is also this
+    class, so a caller's ``except`` clause for either still catches it
+    (see :func:`destination_undefined`). ``kwargs['cause']`` names the
+    class of the original error.
+    """
+
+    _msg_fmt = _('Writing image %(image_href)s onto %(path)s failed after '
+                 'the first byte was written; the contents of %(path)s '
+                 'are undefined: %(reason)s')
+
+
+class DestinationUndefinedChecksum(DestinationUndefined, ImageChecksumError):
+    _msg_fmt = DestinationUndefined._msg_fmt
+
+
+class DestinationUndefinedUnacceptable(DestinationUndefined,
+                                       ImageUnacceptable):
+    _msg_fmt = DestinationUndefined._msg_fmt
+
+
+class DestinationUndefinedInvalid(DestinationUndefinedUnacceptable,
+                                  InvalidImage):
+    _msg_fmt = DestinationUndefined._msg_fmt
+
+
+class DestinationUndefinedConvert(DestinationUndefined, ImageConvertFailed):
+    _msg_fmt = DestinationUndefined._msg_fmt
+
+
+# Most specific first: the first class the error is an instance of wins.
+_UNDEFINED_OF = (
+    (ImageChecksumError, DestinationUndefinedChecksum),
+    (InvalidImage, DestinationUndefinedInvalid),
+    (ImageUnacceptable, DestinationUndefinedUnacceptable),
+    (ImageConvertFailed, DestinationUndefinedConvert),
+)
+
+
+def destination_undefined(error, path, image_href):
+    """The error to raise when a write in place failed after its start.
+
+    :param error: what stopped the write (any exception).
+    :param path: the device or stream.
+    :param image_href: the image.
+    :returns: a :class:`DestinationUndefined` that is also an instance of
+        the family of ``error`` (checksum, unacceptable, invalid image,
+        conversion), or ``error`` itself when it already is one.
+    """
+    if isinstance(error, DestinationUndefined):
+        return error
+    cls = DestinationUndefined
+    for family, undefined in _UNDEFINED_OF:
+        if isinstance(error, family):
+            cls = undefined
+            break
+    reason = str(error) or type(error).__name__
+    return cls(image_href=image_href, path=path, reason=reason,
+               cause=type(error).__name__)
 
 
 class OperationNotSupported(IronicImagesException):

@@ -143,7 +143,7 @@ class ImageCache:
         args = dict(ctx=ctx, force_raw=force_raw,
                     expected_format=expected_format, expected=expected,
                     image_auth_data=image_auth_data, progress=progress)
-        handout = cache_masters.HandOut(master, dest)
+        handout = cache_masters.HandOut(master, dest, href)
         # The lock is held to find, revalidate or download the master and
         # to link it; the destination is put in place after, so waiters
         # do not queue behind one another's fsyncs.

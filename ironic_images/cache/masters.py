@@ -43,8 +43,10 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from ironic_images.cache import eviction as cache_eviction
+from ironic_images.common import destinations
 from ironic_images.common import fileutils
 from ironic_images import image_service
+from ironic_images.sink import destination
 
 LOG = logging.getLogger(__name__)
 
@@ -236,16 +238,26 @@ class HandOut:
     its previous file or the whole image. Call :meth:`abort` instead to
     undo :meth:`take`.
 
+    A hardlink shares the master's inode, and so its mode (that of a file
+    the cache made: ``0666 & ~umask``); a copy is a new file with the
+    mode of :func:`ironic_images.common.fileutils.file_mode`. A block
+    device or a stream is never linked to: the master is copied onto it
+    in place (:func:`ironic_images.sink.destination.copy_to`), holes
+    zeroed.
+
     :param master: the master's path.
     :param dest: the destination.
+    :param image_href: the image, for messages (default: ``master``).
     """
 
-    def __init__(self, master, dest):
+    def __init__(self, master, dest, image_href=None):
         self.master = master
         self.dest = dest
+        self._href = image_href or master
         self._part = None
         self._source = None
         self._guard = None
+        self._in_place = None
 
     def take(self):
         """Record the use of the master and reserve its inode.
@@ -275,6 +287,11 @@ class HandOut:
             # A master of another user (a cache shared between services):
             # eviction then sees its older last use.
             LOG.debug('Cannot record the use of %s', self.master)
+        if destinations.classify(self.dest, self._href).in_place:
+            # Opened now: the inode stays whatever eviction does next.
+            self._source = open(self.master, 'rb')
+            self._in_place = True
+            return
         try:
             current = os.stat(self.dest)
         except FileNotFoundError:
@@ -322,8 +339,16 @@ class HandOut:
     def finish(self):
         """Copy if needed and move the result to the destination.
 
-        :raises: OSError; nothing is left beside the destination then.
+        :raises: OSError; nothing is left beside the destination then;
+            for a device or a stream, what
+            :func:`ironic_images.sink.destination.copy_to` raises.
         """
+        if self._in_place:
+            try:
+                destination.copy_to(self._source, self.dest, self._href)
+            finally:
+                self.abort()
+            return
         if self._part is None:
             return
         try:

@@ -76,11 +76,11 @@ def cache_clean():
 def cache_fetch():
     """Put an image at a path, through the cache."""
     args = CONF.command
-    commands.check_destination(args.dest)
+    path = commands.check_destination(args.dest)
     bar = progress.Progress()
     try:
         result = image_cache.ImageCache().fetch_image(
-            args.href, args.dest, force_raw=args.raw,
+            args.href, path, force_raw=args.raw,
             expected_format=args.format, expected_checksum=args.checksum,
             expected_checksum_algo=args.checksum_algo,
             progress=bar if bar.enabled else None)

@@ -18,10 +18,13 @@ import os
 import sys
 
 from ironic_images.cmd import progress
-from ironic_images.common import fileutils
 from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import image_service
+from ironic_images.sink import destination
+
+#: The destination that stands for standard output.
+STDOUT = '-'
 
 
 class UsageError(Exception):
@@ -37,13 +40,24 @@ def _json_default(value):
 def check_destination(dest):
     """Refuse a destination that is a directory or in a missing one.
 
-    :param dest: the file a command is to write.
+    :param dest: the file a command is to write; ``-`` is standard output
+        (refused when it is a terminal).
+    :returns: the path to write: ``dest``, or ``/proc/self/fd/1`` for
+        ``-`` (written through this process's descriptor 1, whatever it
+        is open on).
     :raises: UsageError
     """
+    if dest == STDOUT:
+        if sys.stdout.isatty():
+            raise UsageError('standard output is a terminal; redirect it '
+                             'or give a file to write')
+        sys.stdout.flush()
+        return '/proc/self/fd/1'
     if os.path.isdir(dest):
         raise UsageError('%s is a directory; give the file to write' % dest)
     if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
         raise UsageError('the directory of %s does not exist' % dest)
+    return dest
 
 
 def show():
@@ -59,14 +73,14 @@ def show():
 def download():
     """Download an image to a file, atomically, verifying its checksum."""
     href, dest = CONF.command.href, CONF.command.dest
-    check_destination(dest)
+    path = check_destination(dest)
     service = image_service.get_image_service(href)
     bar = progress.Progress()
     # Only a driver that reports progress takes the argument.
     reporting = ({'progress': bar}
                  if bar.enabled and service.reports_progress else {})
     try:
-        with fileutils.atomic_write(dest) as image_file:
+        with destination.open_destination(path, href) as image_file:
             service.download(href, image_file,
                              checksum=CONF.command.checksum,
                              checksum_algo=CONF.command.checksum_algo,
@@ -78,13 +92,18 @@ def download():
         dest, ' (verified %s)' % verified if verified else ''))
 
 
+DEST_HELP = ('Where to write: a file (replaced atomically), a block device '
+             '(written in place), a FIFO or a character device, or - for '
+             'standard output.')
+
+
 def add_fetch_arguments(parser):
     """Add what every fetching command takes: HREF, DEST and the checks.
 
     :param parser: the sub-command's argparse parser.
     """
     parser.add_argument('href', help='The image reference.')
-    parser.add_argument('dest', help='The file to write.')
+    parser.add_argument('dest', help=DEST_HELP)
     parser.add_argument('--checksum',
                         help='Expected checksum of the bytes served: '
                         'ALGO:HEX, bare hex or a checksum file URL.')
@@ -108,7 +127,7 @@ def add_parsers(subparsers):
     parser = subparsers.add_parser(
         'download', help='Download an image to a file, atomically.')
     parser.add_argument('href', help='The image reference.')
-    parser.add_argument('dest', help='The file to write.')
+    parser.add_argument('dest', help=DEST_HELP)
     parser.add_argument('--checksum',
                         help='Expected checksum: ALGO:HEX or bare hex.')
     parser.add_argument('--checksum-algo',

@@ -30,11 +30,11 @@ from ironic_images import image_utils
 def fetch():
     """Fetch an image to a file: verified, decompressed, inspected."""
     args = CONF.command
-    commands.check_destination(args.dest)
+    path = commands.check_destination(args.dest)
     fetcher = image_utils.fetch_to_raw if args.raw else image_utils.fetch
     bar = progress.Progress()
     try:
-        fetched = fetcher(None, args.href, args.dest,
+        fetched = fetcher(None, args.href, path,
                           checksum=args.checksum,
                           checksum_algo=args.checksum_algo,
                           expected_format=args.format,
@@ -123,12 +123,12 @@ def _print_report(report):
 def convert():
     """Convert a local image, after the safety checks pass."""
     args = CONF.command
-    commands.check_destination(args.dest)
+    path = commands.check_destination(args.dest)
     if not os.path.isfile(args.source):
         raise commands.UsageError('%s is not a file' % args.source)
     detected = inspection.inspect_file(args.source, args.source)
     src_format = gate.check_image(detected, args.source, args.format)
-    image_utils.convert_image(args.source, args.dest, args.out_format,
+    image_utils.convert_image(args.source, path, args.out_format,
                               formats.qemu_name(src_format),
                               out_subformat=args.subformat,
                               image_href=args.source)
@@ -169,7 +169,7 @@ def add_parsers(subparsers):
         'convert', help='Convert a local image with qemu-img, after the '
         'safety checks.')
     parser.add_argument('source', help='The image file.')
-    parser.add_argument('dest', help='The file to write.')
+    parser.add_argument('dest', help=commands.DEST_HELP)
     parser.add_argument('-O', dest='out_format', required=True,
                         choices=['raw', 'qcow2', 'vmdk', 'vpc', 'vhd',
                                  'vhdx'],

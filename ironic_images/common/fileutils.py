@@ -12,6 +12,11 @@
 
 """Atomic file writes: a temp name beside the destination, fsync, rename.
 
+A temp file gets the mode a new file of this process gets, ``0666 &
+~umask`` (:func:`file_mode`), so the renamed file has it too. A
+destination that is a symlink is followed: the temp file is made beside
+its target and renamed over the target; the link stays.
+
 A temp file is locked (``flock``) by the process that made it until it is
 committed or removed, so the leftovers of a process that died (even by
 SIGKILL: the kernel drops its locks) can be told from the temp files of a
@@ -63,23 +68,63 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def umask():
+    """The umask of this process, read without changing it.
+
+    ``os.umask`` can only be read by setting it, which races with the
+    files other threads create meanwhile; Linux shows it in
+    ``/proc/self/status`` (since 4.7).
+
+    :returns: the umask, e.g. ``0o022``.
+    """
+    try:
+        with open('/proc/self/status') as status:
+            for line in status:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def file_mode():
+    """The mode of a new file of this process: ``0o666 & ~umask``."""
+    return 0o666 & ~umask()
+
+
+def resolved(dest):
+    """The path a write to ``dest`` replaces: symlinks followed.
+
+    :param dest: a destination path.
+    :returns: the absolute path with symlinks resolved.
+    """
+    return os.path.realpath(dest)
+
+
 def part_path(dest):
     """Return a new, unique temp name beside ``dest`` (created, empty).
 
     Names are ``.NAME.XXXXXXXX.part``, so leftovers of a crash are easy to
     find. The file stays locked by this process until :func:`commit` or
     :func:`remove_quietly`; the leftovers of ``dest`` that no live process
-    holds are removed first (see :func:`remove_stale_parts`).
+    holds are removed first (see :func:`remove_stale_parts`). It has the
+    mode of :func:`file_mode` (``mkstemp`` alone would make it 0600), and
+    is made beside the target of a symlink.
 
     :param dest: the final path.
     :returns: the path of the new empty temp file.
     """
-    directory, name = os.path.split(os.path.abspath(dest))
+    dest = resolved(dest)
+    directory, name = os.path.split(dest)
     remove_stale_parts(dest)
+    mode = file_mode()
     while True:
         fd, path = tempfile.mkstemp(prefix='.%s.' % name,
                                     suffix=PART_SUFFIX, dir=directory)
         try:
+            os.fchmod(fd, mode)
             fcntl.flock(fd, fcntl.LOCK_EX)
             # A cleaner may have removed the file between its creation
             # and the lock: then make another.
@@ -127,7 +172,7 @@ def remove_stale_parts(dest):
         at.
     :returns: the names removed.
     """
-    directory, name = os.path.split(os.path.abspath(dest))
+    directory, name = os.path.split(resolved(dest))
     pattern = re.compile(re.escape('.%s.' % name) + _RANDOM
                          + re.escape(PART_SUFFIX))
     removed = []
@@ -179,13 +224,15 @@ def commit(part, dest, durable=True):
     The temp file's lock is released once it is renamed.
 
     :param part: the temp file, already fsynced when ``durable``.
-    :param dest: the final path; replaced if it exists.
+    :param dest: the final path; replaced if it exists (a symlink's
+        target is replaced, not the link).
     :param durable: fsync the directory, so the rename survives a crash.
     """
+    dest = resolved(dest)
     os.replace(part, dest)
     _release(part)
     if durable:
-        fsync_dir(os.path.dirname(os.path.abspath(dest)))
+        fsync_dir(os.path.dirname(dest))
 
 
 def remove_quietly(path):

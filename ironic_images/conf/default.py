@@ -48,8 +48,12 @@ opts = [
     cfg.StrOpt('tempdir',
                help=_('Directory for temporary files (conversion scratch '
                       'space, TemporaryImages). Default: the system '
-                      'temporary directory. Downloads themselves are '
-                      'written beside their destination, never here.')),
+                      'temporary directory. A download to a file is '
+                      'written beside it, never here; one onto a block '
+                      'device or into a stream uses this directory only '
+                      'for what must be converted by qemu-img first (not '
+                      'a raw image or a streamable qcow2 onto a device) '
+                      'and for the compressed clusters of a qcow2.')),
     cfg.ListOpt('enabled_image_services',
                 default=BUILTIN_IMAGE_SERVICES,
                 help=_('URL schemes whose image service drivers may be '

@@ -21,31 +21,37 @@ renames it into place. :func:`fetch_to_raw` writes a
 qcow2 as a raw disk while it arrives; any other format is converted by
 qemu-img, which reads the fetched file once. On any failure nothing is
 left at the destination.
+
+A destination that is a block device or a stream (a pipe, standard
+output) is written in place instead, through a temp file in
+``[DEFAULT]tempdir`` only where it must be
+(:mod:`ironic_images.fetch.targets`): the safety gate and the size checks
+pass before its first byte changes; a failure after that raises
+:class:`~ironic_images.exception.DestinationUndefined`.
 """
 
 import contextlib
 import dataclasses
 import os
+import tempfile
 import typing
 
-from oslo_log import log as logging
 from oslo_utils import units
 
 from ironic_images._i18n import _
+from ironic_images.common import destinations
 from ironic_images.common import fileutils
-from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
+from ironic_images.fetch import download
+from ironic_images.fetch import targets
 from ironic_images.formats import gate
 from ironic_images.formats import inspection
 from ironic_images.formats import names as formats
-from ironic_images import image_service
 from ironic_images.image_service import base as service_base
 from ironic_images.qemu import convert as qemu_convert
 from ironic_images.qemu import info as qemu_info
-from ironic_images.sink import image_sink
-
-LOG = logging.getLogger(__name__)
+from ironic_images.sink import destination
 
 Progress = typing.Callable[[int, typing.Optional[int]], None]
 
@@ -126,14 +132,27 @@ def check_available_space(path: str, required_bytes: typing.Optional[int],
                           image_href: str) -> None:
     """Check a file system has room for ``required_bytes``.
 
+    A block device has room for what fits in it; a stream is not
+    checked.
+
     :param path: the destination file, or its directory.
     :param required_bytes: the bytes needed; None or 0 checks nothing.
     :param image_href: the image, for the message.
     :raises: InsufficientDiskSpace naming what is needed and what is free;
-        ImageDownloadFailed when the file system cannot be queried.
+        ImageUnacceptable when a block device is smaller than
+        ``required_bytes``; ImageDownloadFailed when the file system
+        cannot be queried.
     """
     if not required_bytes:
         return
+    if not os.path.isdir(path):
+        dest = destinations.classify(path, image_href)
+        if dest.in_place:
+            if dest.kind == destinations.BLOCK:
+                destinations.check_fits(
+                    dest.path, required_bytes,
+                    destinations.device_size(dest, image_href), image_href)
+            return
     directory = path if os.path.isdir(path) else (
         os.path.dirname(os.path.abspath(path)))
     try:
@@ -167,13 +186,16 @@ def fetch(context: typing.Any, image_href: str, path: str,
     ``[download]max_decompressed_size``), the format inspector is fed and
     all-zero blocks are left as holes. The file is then checked
     (:func:`ironic_images.formats.gate.check_image`), fsynced and renamed
-    to ``path``; on any failure nothing is left at ``path``.
+    to ``path``; on any failure nothing is left at ``path``. A block
+    device or a stream at ``path`` is written in place (see
+    :mod:`ironic_images.fetch.targets`).
 
     :param context: the request context (Glance), or None.
     :param image_href: the image: ``file://``, ``http(s)://``, ``oci://``
         (a tag is resolved to one artifact), a Glance UUID, or any scheme
         a driver is installed for.
-    :param path: the destination file.
+    :param path: the destination: a file (a symlink is followed), a
+        block device, a pipe or a character device.
     :param checksum: expected checksum: ``algo:hex``, bare hex or the URL
         of a checksum file; checked on the bytes as served (compressed).
     :param checksum_algo: the algorithm of a bare-hex ``checksum``.
@@ -187,12 +209,14 @@ def fetch(context: typing.Any, image_href: str, path: str,
     :returns: a :class:`FetchedImage`.
     :raises: ImageRefValidationFailed, ImageNotFound, ImageNotAuthorized,
         ImageDownloadFailed, ImageChecksumError, InsufficientDiskSpace,
-        ImageUnacceptable, InvalidImage, TemporaryFailure.
+        ImageUnacceptable, InvalidImage, TemporaryFailure,
+        InvalidDestination; DestinationUndefined (a subclass of the error
+        that stopped it) once a device or stream was written.
     """
     request = FetchRequest(context, image_href, path, checksum,
                            checksum_algo, expected_format, image_auth_data,
                            progress, cpu_arch, service)
-    with fetched_part(request) as fetched:
+    with fetched_part(request, mode=targets.AS_IS) as fetched:
         commit(fetched, path, image_href)
     return fetched
 
@@ -214,7 +238,9 @@ def fetch_to_raw(context: typing.Any, image_href: str, path: str,
     a qcow2 whose header does not allow it) is checked again by ``qemu-img
     info``, its virtual size checked against the free space, and converted
     with qemu-img; the fetched file is removed. A raw result that looks
-    like another format is refused.
+    like another format is refused. Onto a block device, a raw image and
+    a streamable qcow2 are written in place; another format is converted
+    from a temp file in ``[DEFAULT]tempdir`` with ``qemu-img convert -n``.
 
     :param context: as :func:`fetch`; so are the other parameters.
     :returns: a :class:`FetchedImage` whose ``format`` is the raw-like
@@ -225,7 +251,7 @@ def fetch_to_raw(context: typing.Any, image_href: str, path: str,
                            checksum_algo, expected_format, image_auth_data,
                            progress, cpu_arch)
     with fetched_part(request, to_raw=CONF.image_convert.stream_qcow2,
-                      write_behind='raw') as fetched:
+                      write_behind='raw', mode=targets.RAW) as fetched:
         if fetched.format in formats.DISK_FORMATS:
             commit(fetched, path, image_href)
         else:
@@ -247,18 +273,32 @@ def convert_fetched(fetched, dest, out_format, image_href,
     """
     src_format = formats.qemu_name(fetched.format)
     info = qemu_info.qemu_img_info(fetched.path, src_format, image_href)
-    check_available_space(dest, info.virtual_size, image_href)
+    target = destinations.classify(dest, image_href)
+    if target.is_file or (target.kind == destinations.BLOCK
+                          and formats.qemu_name(out_format) == 'raw'):
+        check_available_space(dest, info.virtual_size, image_href)
+    else:
+        # Converted in a temp file, then copied: a stream cannot seek,
+        # and qemu-img cannot create another format on a device.
+        check_available_space(CONF.tempdir or tempfile.gettempdir(),
+                              info.virtual_size, image_href)
     qemu_convert.convert_image(fetched.path, dest, out_format, src_format,
                                out_subformat=out_subformat,
                                image_href=image_href, source_info=info)
     fetched.virtual_size = info.virtual_size
-    fetched.size = os.stat(dest).st_size
-    fetched.path = dest
+    fetched.size = (os.stat(target.target).st_size if target.is_file
+                    else info.virtual_size)
+    fetched.path = target.target
 
 
 @contextlib.contextmanager
-def fetched_part(request, to_raw=False, write_behind=True):
+def fetched_part(request, to_raw=False, write_behind=True,
+                 mode=targets.AS_IS, volume_size=None):
     """Fetch into a temp file beside the destination, through the gate.
+
+    A block device or a stream is written in place where ``mode`` allows
+    (see :mod:`ironic_images.fetch.targets`): the image is then at the
+    destination already, and :func:`commit` only checks that.
 
     :param request: a :class:`FetchRequest`.
     :param to_raw: let a qcow2 arrive written as a raw disk (its
@@ -266,11 +306,19 @@ def fetched_part(request, to_raw=False, write_behind=True):
     :param write_behind: as :class:`~ironic_images.sink.image_sink.ImageSink`
         has it: True when the file is kept as it comes, ``'raw'`` when only
         a raw one is, False when a conversion reads it back.
+    :param mode: for a device or a stream: what the caller leaves there,
+        :data:`~ironic_images.fetch.targets.AS_IS`,
+        :data:`~ironic_images.fetch.targets.RAW` or
+        :data:`~ironic_images.fetch.targets.CONVERT`.
+    :param volume_size: a size in GiB the disk must fit before it is
+        written in place, or None.
     :returns: a context manager yielding a :class:`FetchedImage` at the
-        temp file, which is removed unless the caller moved it away.
+        temp file (or the destination), which is removed unless the
+        caller moved it away.
     :raises: as :func:`fetch`.
     """
-    with _unchecked_part(request, to_raw, write_behind) as (fetched, result):
+    with _unchecked_part(request, to_raw, write_behind, mode,
+                         volume_size) as (fetched, result):
         fetched.format = gate.check_image(
             result.detected, fetched.href, request.expected_format)
         fetched.source_format = fetched.format
@@ -285,27 +333,18 @@ def fetched_part(request, to_raw=False, write_behind=True):
 
 
 @contextlib.contextmanager
-def _unchecked_part(request, to_raw=False, write_behind=True):
-    service = request.service
-    if service is None:
-        service = image_service.get_image_service(request.image_href,
-                                                  context=request.context)
-    if request.image_auth_data is not None and service.is_auth_set_needed:
-        service.set_image_auth(request.image_href, request.image_auth_data)
-    href, properties = _resolve(service, request)
-    check_available_space(request.path, properties.get('size'), href)
-    part = _new_part(request.path, href)
-    try:
-        result, checksum = _download(service, href, part, request,
-                                     properties, to_raw, write_behind)
-        fetched = FetchedImage(part, result.size, None,
-                               result.detected.virtual_size, checksum,
-                               result.compression, properties)
-        fetched.href = href
-        fetched.member = result.member
-        yield fetched, result
-    finally:
-        fileutils.remove_quietly(part)
+def _unchecked_part(request, to_raw=False, write_behind=True,
+                    mode=targets.AS_IS, volume_size=None, gated=True):
+    with download.downloaded(request, check_available_space, to_raw,
+                             write_behind, mode, volume_size,
+                             gated) as done:
+        fetched = FetchedImage(done.path, done.result.size, None,
+                               done.result.detected.virtual_size,
+                               done.checksum, done.result.compression,
+                               done.properties)
+        fetched.href = done.href
+        fetched.member = done.result.member
+        yield fetched, done.result
 
 
 def fetch_unchecked(context: typing.Any, image_href: str, path: str,
@@ -331,7 +370,7 @@ def fetch_unchecked(context: typing.Any, image_href: str, path: str,
     request = FetchRequest(context, image_href, path, checksum,
                            checksum_algo, None, image_auth_data, progress,
                            cpu_arch)
-    with _unchecked_part(request) as (fetched, result):
+    with _unchecked_part(request, gated=False) as (fetched, result):
         commit(fetched, path, image_href)
     return fetched, result.detected
 
@@ -342,13 +381,22 @@ def commit(fetched, dest, image_href):
     Only a file that is kept is synced: one that only feeds a conversion
     is read from the page cache and removed, and syncing it would cost a
     second write of the whole image (and, on a discard-mounted disk, a
-    synchronous trim when it is removed).
+    synchronous trim when it is removed). A device or a stream that the
+    image was written onto in place is left as it is (synced already); a
+    temp file made for one is copied onto it.
 
     :param fetched: a :class:`FetchedImage`; it then describes ``dest``.
     :param dest: the destination.
     :param image_href: the image, for messages.
-    :raises: ImageDownloadFailed.
+    :raises: ImageDownloadFailed; DestinationUndefined when a copy onto a
+        device or a stream fails after its first byte.
     """
+    target = destinations.classify(dest, image_href)
+    if target.in_place:
+        if fetched.path != target.target:
+            destination.copy_to(fetched.path, dest, image_href)
+            fetched.path = target.target
+        return
     try:
         fd = os.open(fetched.path, os.O_RDONLY)
         try:
@@ -374,62 +422,6 @@ def write_error(dest, error, image_href):
         reason=_('cannot write %(path)s: %(error)s') % {
             'path': dest, 'error': os.strerror(error.errno) if error.errno
             else error})
-
-
-def _new_part(path, image_href):
-    try:
-        return fileutils.part_path(path)
-    except OSError as error:
-        raise exception.ImageDownloadFailed(
-            image_href=image_href,
-            reason=_('cannot create a file beside %(path)s: %(error)s')
-            % {'path': path, 'error': os.strerror(error.errno)})
-
-
-def _resolve(service, request):
-    """The href to download and its properties, through the contract."""
-    resolved = service.resolve(request.image_href, cpu_arch=request.cpu_arch)
-    if resolved.href != request.image_href:
-        LOG.debug('%(href)s resolves to %(url)s',
-                  {'href': masking.mask_href(request.image_href),
-                   'url': masking.mask_href(resolved.href)})
-    properties = resolved.properties
-    if properties is None:
-        properties = service.show(resolved.href)
-    return resolved.href, properties
-
-
-def _download(service, href, part, request, properties, to_raw,
-              write_behind):
-    """Download into a sink at ``part``; the sink's result and checksum."""
-    size = properties.get('size')
-    limit = CONF.download.max_decompressed_size * units.Mi
-    progress = request.progress
-    driver_progress = {}
-    if progress is not None and service.reports_progress:
-        driver_progress, progress = {'progress': progress}, None
-
-    def check_space(virtual_size):
-        check_available_space(part, virtual_size, href)
-
-    try:
-        with open(part, 'wb', buffering=0) as image_file, \
-                image_sink.ImageSink(
-                    image_file, href,
-                    inspector=inspection.StreamInspector(href),
-                    max_decompressed_size=limit, to_raw=to_raw,
-                    spill_dir=os.path.dirname(part), check_space=check_space,
-                    write_behind=write_behind, progress=progress,
-                    expected_size=size,
-                    archive_name=properties.get('digest')) as sink:
-            checksum = service.download(
-                href, sink, checksum=request.checksum,
-                checksum_algo=request.checksum_algo, **driver_progress)
-            return sink.finish(), checksum
-    except OSError as error:
-        raise exception.ImageDownloadFailed(
-            image_href=href,
-            reason=os.strerror(error.errno) if error.errno else str(error))
 
 
 def fetch_verify_image(context: typing.Any, image_href: str, dest: str,

@@ -16,24 +16,30 @@
 volume's format (using a copy fetched in a
 :class:`~ironic_images.fetch.temporary.TemporaryImages` block when there is
 one); :func:`upload_volume` sends a volume to Glance.
+
+The destination is a file or, usually, a block device (a volume attached
+to the host): a raw image or a streamable qcow2 is then written straight
+onto the device while it downloads; any other image goes through a temp
+file in ``[DEFAULT]tempdir`` and ``qemu-img convert -n`` onto the device
+(see :mod:`ironic_images.fetch.targets`).
 """
 
 import os
-import shutil
 import typing
 
 from ironic_images._i18n import _
-from ironic_images.common import fileutils
 from ironic_images.common import tempfiles
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.fetch import fetcher
+from ironic_images.fetch import targets
 from ironic_images.fetch import temporary
 from ironic_images.formats import gate
 from ironic_images.formats import inspection
 from ironic_images.formats import names as formats
 from ironic_images import image_service
 from ironic_images.qemu import convert as qemu_convert
+from ironic_images.sink import destination
 
 
 def fetch_to_volume_format(context: typing.Any, image_href: str, dest: str,
@@ -49,7 +55,8 @@ def fetch_to_volume_format(context: typing.Any, image_href: str, dest: str,
 
     :param context: as :func:`ironic_images.fetch.fetcher.fetch`.
     :param image_href: as :func:`~ironic_images.fetch.fetcher.fetch`.
-    :param dest: the destination file.
+    :param dest: the destination: a file or a block device (written in
+        place, after a check that the disk fits it).
     :param volume_format: raw, qcow2, vmdk, vhd (vpc) or vhdx.
     :param volume_subformat: a qemu-img ``subformat`` for vmdk/vhd/vhdx.
     :param size: the volume size in GiB the image must fit, or None.
@@ -57,7 +64,9 @@ def fetch_to_volume_format(context: typing.Any, image_href: str, dest: str,
         :func:`~ironic_images.fetch.fetcher.fetch`.
     :returns: a :class:`~ironic_images.fetch.fetcher.FetchedImage`
         describing ``dest``.
-    :raises: as :func:`~ironic_images.fetch.fetcher.fetch_to_raw`.
+    :raises: as :func:`~ironic_images.fetch.fetcher.fetch_to_raw`;
+        ImageUnacceptable when the disk does not fit the device or
+        ``size`` (the device is then untouched).
     """
     volume_format = formats.qemu_name(volume_format)
     request = fetcher.FetchRequest(context, image_href, dest, **kwargs)
@@ -73,7 +82,9 @@ def fetch_to_volume_format(context: typing.Any, image_href: str, dest: str,
     # Kept as it comes only when raw; anything else is converted.
     with fetcher.fetched_part(
             request, to_raw=raw and CONF.image_convert.stream_qcow2,
-            write_behind='raw' if raw else False) as fetched:
+            write_behind='raw' if raw else False,
+            mode=targets.RAW if raw else targets.CONVERT,
+            volume_size=size) as fetched:
         _to_format(fetched, dest, volume_format, volume_subformat, size,
                    image_href)
     return fetched
@@ -89,12 +100,7 @@ def _to_format(fetched, dest, volume_format, volume_subformat, size,
     if same and not volume_subformat:
         if keep_source:
             fetcher.check_available_space(dest, fetched.size, image_href)
-            try:
-                with fileutils.atomic_write(dest) as out, \
-                        open(fetched.path, 'rb') as source:
-                    shutil.copyfileobj(source, out, CONF.download.chunk_size)
-            except OSError as error:
-                raise fetcher.write_error(dest, error, image_href)
+            destination.copy_to(fetched.path, dest, image_href)
             fetched.path = dest
         else:
             fetcher.commit(fetched, dest, image_href)

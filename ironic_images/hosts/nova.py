@@ -27,7 +27,6 @@ that reaches the end (``StopIteration``) has verified data.
 """
 
 import io
-import os
 import queue
 import threading
 import weakref
@@ -35,9 +34,9 @@ import weakref
 from oslo_log import log as logging
 
 from ironic_images._i18n import _
-from ironic_images.common import fileutils
 from ironic_images import exception
 from ironic_images import image_service
+from ironic_images.sink import destination
 
 LOG = logging.getLogger(__name__)
 
@@ -150,7 +149,9 @@ class API:
         :param data: a binary file object to write to; the call returns
             None once the data is written and verified.
         :param dest_path: a path written atomically (a temp file beside it,
-            fsynced and renamed; nothing is left there on failure); the
+            fsynced and renamed; nothing is left there on failure); a
+            block device or a stream there is written in place (see
+            :func:`ironic_images.sink.destination.open_destination`); the
             call returns None.
         :param checksum: an extra expected checksum (``algo:hex``, bare
             hex or a checksum file URL), for schemes whose source declares
@@ -161,7 +162,8 @@ class API:
             verification raises (see the module's documentation).
         :raises: OperationNotSupported when both ``data`` and
             ``dest_path`` are given; what the driver's ``download`` raises;
-            ImageDownloadFailed when ``dest_path`` cannot be written.
+            ImageDownloadFailed when ``dest_path`` cannot be written;
+            DestinationUndefined when a device or stream was written.
         """
         if data is not None and dest_path is not None:
             raise exception.OperationNotSupported(
@@ -176,16 +178,9 @@ class API:
         if data is not None:
             _download(data)
         elif dest_path is not None:
-            try:
-                with fileutils.atomic_write(dest_path) as image_file:
-                    _download(image_file)
-            except OSError as error:
-                raise exception.ImageDownloadFailed(
-                    image_href=id_or_uri,
-                    reason=_('cannot write %(path)s: %(error)s') % {
-                        'path': dest_path,
-                        'error': os.strerror(error.errno) if error.errno
-                        else error})
+            with destination.open_destination(dest_path,
+                                              id_or_uri) as image_file:
+                _download(image_file)
         else:
             return _DownloadIterator(_download, id_or_uri)
 

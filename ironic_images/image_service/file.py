@@ -187,10 +187,13 @@ class FileImageService(base.BaseImageService):
         """Put a local image into ``image_file``, verified.
 
         When ``image_file`` is a named regular file on the image's
-        filesystem, the image is hardlinked to that name (the file object
-        is closed). Otherwise it is copied: with ``copy_file_range`` (a
-        reflink where the filesystem can) when there is nothing to verify,
-        else in one read that hashes and writes.
+        filesystem, and the image has the owner and mode a file this
+        process creates would have (:func:`ironic_images.common.fileutils.
+        file_mode`), the image is hardlinked to that name (the file object
+        is closed): the link shares the image's inode, and so its mode and
+        owner. Otherwise it is copied: with ``copy_file_range`` (a reflink
+        where the filesystem can) when there is nothing to verify, else in
+        one read that hashes and writes.
 
         :param image_href: ``file:///absolute/path``.
         :param image_file: a binary file object opened for writing.
@@ -252,7 +255,13 @@ class FileImageService(base.BaseImageService):
         dest = getattr(image_file, 'name', None)
         if not isinstance(dest, str) or not os.path.isfile(dest):
             return False
-        if os.stat(dest).st_dev != os.fstat(fd).st_dev:
+        source_stat = os.fstat(fd)
+        if os.stat(dest).st_dev != source_stat.st_dev:
+            return False
+        if (stat.S_IMODE(source_stat.st_mode) != fileutils.file_mode()
+                or source_stat.st_uid != os.geteuid()):
+            # Every output of the library is a file of this process's
+            # mode; a link would give the destination the image's.
             return False
         if expected is not None:
             hasher = expected.new_hasher()

@@ -18,6 +18,13 @@ and renames it only when it is the requested format, so the destination
 is either a complete, checked image or untouched. The source passes the
 safety gate (:mod:`ironic_images.formats.gate`) and ``qemu-img info``
 (:mod:`ironic_images.qemu.info`) first.
+
+A raw disk is written onto a block device in place (``qemu-img convert
+-n``, ``-t none`` where the device takes direct I/O) after a check that it
+fits; any other format for a device, and any format for a stream, is
+converted into a temp file in ``[DEFAULT]tempdir`` and copied onto it. A
+failure once the writing started is
+:class:`~ironic_images.exception.DestinationUndefined`.
 """
 
 import errno
@@ -32,13 +39,16 @@ from oslo_utils import imageutils
 import tenacity
 
 from ironic_images._i18n import _
+from ironic_images.common import destinations
 from ironic_images.common import fileutils
+from ironic_images.common import tempfiles
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.formats import inspection
 from ironic_images.formats import names as formats
 from ironic_images.qemu import info as qemu_info
 from ironic_images.qemu import process
+from ironic_images.sink import destination
 
 LOG = logging.getLogger(__name__)
 
@@ -69,6 +79,16 @@ _TRANSIENT_MESSAGES = tuple(os.strerror(e) for e in _TRANSIENT_ERRNOS)
 # space, no permission, an I/O error) is made again next time.
 _DIRECT_IO_ANSWERS = {}
 _NO_DIRECT_IO_ERRNOS = (errno.EINVAL, errno.EOPNOTSUPP)
+
+
+def _device_takes_direct_io(device):
+    """Tell whether a block device opens with O_DIRECT (most do)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        return False
+    os.close(fd)
+    return True
 
 
 def _supports_direct_io(directory):
@@ -106,15 +126,20 @@ def _supports_direct_io(directory):
     return True
 
 
-def _convert_command(source, part, src_format, out_format, out_subformat):
+def _convert_command(source, part, src_format, out_format, out_subformat,
+                     device=False):
     cmd = ['convert', '-f', src_format, '-O', out_format, '-W',
            '-m', str(CONF.image_convert.coroutines), '-S', '4k']
     if out_subformat:
         cmd += ['-o', 'subformat=%s' % out_subformat]
+    if device:
+        # Onto the device as it is: no create, no truncation.
+        cmd.append('-n')
     # Direct I/O keeps a big conversion from flooding the page cache and
     # is the fastest path; without it qemu-img's default (writeback, no
     # flushes) is used and we fsync at the end.
-    if _supports_direct_io(os.path.dirname(part)):
+    if (_device_takes_direct_io(part) if device
+            else _supports_direct_io(os.path.dirname(part))):
         cmd += ['-t', 'none']
     return cmd + [process.local_path(source), part]
 
@@ -226,8 +251,12 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
     it and renames it to ``dest``. On any failure nothing is left at ``dest``
     (an existing file there is kept) and no temp file remains.
 
+    A block device at ``dest`` is written in place and a stream through
+    a temp file (see the module's documentation).
+
     :param source: the source image file.
-    :param dest: the output path.
+    :param dest: the output: a file (a symlink is followed), a block
+        device or a stream.
     :param out_format: raw, qcow2, vmdk, vhd (or vpc) or vhdx.
     :param src_format: the source's format (Glance or qemu-img name);
         required.
@@ -245,16 +274,35 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
         format.
     :raises: InvalidImage, ImageUnacceptable, ImageNotFound from the
         safety gate and :func:`~ironic_images.qemu.info.qemu_img_info`.
+    :raises: ImageUnacceptable when a raw disk does not fit the device;
+        InvalidDestination; DestinationUndefined (also an
+        ImageConvertFailed) when the device or stream was written.
     """
     image_href = image_href or source
     qemu_src, qemu_out = _validate_convert_args(
         src_format, out_format, out_subformat, image_href)
     if source_info is None:
         qemu_src = qemu_info.check_source(source, src_format, image_href)
-        qemu_info.qemu_img_info(source, qemu_src, image_href=image_href)
-
+        source_info = qemu_info.qemu_img_info(source, qemu_src,
+                                              image_href=image_href)
     try:
-        part = fileutils.part_path(dest)
+        target = destinations.classify(dest, image_href)
+    except exception.InvalidDestination as e:
+        raise exception.ImageConvertFailed(image_href=image_href,
+                                           reason=e.kwargs['reason'])
+    if target.kind == destinations.BLOCK and qemu_out == 'raw':
+        _convert_onto_device(source, target, qemu_src, image_href,
+                             source_info)
+        return
+    if target.in_place:
+        with tempfiles.temporary_dir() as scratch:
+            converted = os.path.join(scratch, 'converted')
+            convert_image(source, converted, out_format, qemu_src,
+                          out_subformat, image_href, source_info)
+            destination.copy_to(converted, dest, image_href)
+        return
+    try:
+        part = fileutils.part_path(target.target)
     except OSError as e:
         raise exception.ImageConvertFailed(
             image_href=image_href,
@@ -287,6 +335,44 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
              '%(sec).2f s', {'src': source, 'sfmt': qemu_src, 'dest': dest,
                              'ofmt': qemu_out,
                              'sec': time.monotonic() - started})
+
+
+def _convert_onto_device(source, target, qemu_src, image_href,
+                         source_info):
+    """``qemu-img convert -n -O raw`` onto a block device, in place."""
+    device = target.target
+    qemu_out = 'raw'
+    size = destinations.device_size(target, image_href)  # not in use
+    if source_info.virtual_size:
+        destinations.check_fits(target.path, source_info.virtual_size,
+                                size, image_href)
+    started = time.monotonic()
+    try:
+        cmd = _convert_command(source, device, qemu_src, qemu_out, None,
+                               device=True)
+        try:
+            _run_conversion(cmd)
+        except (processutils.ProcessExecutionError, OSError) as e:
+            raise exception.ImageConvertFailed(
+                image_href=image_href,
+                reason=_('qemu-img convert failed: %s')
+                % process.failure_reason(e))
+        check_output(device, qemu_out, None, image_href)
+        try:
+            _fsync(device)
+        except OSError as e:
+            raise exception.ImageConvertFailed(
+                image_href=image_href,
+                reason=_('cannot sync %(dest)s: %(err)s') % {
+                    'dest': target.path, 'err': e})
+    except exception.IronicImagesException as e:
+        # qemu-img may have written any part of the device.
+        raise exception.destination_undefined(
+            e, target.path, image_href) from e
+    LOG.info('Converted %(src)s (%(sfmt)s) onto the device %(dest)s '
+             '(%(ofmt)s) in %(sec).2f s',
+             {'src': source, 'sfmt': qemu_src, 'dest': target.path,
+              'ofmt': qemu_out, 'sec': time.monotonic() - started})
 
 
 def _fsync(path):

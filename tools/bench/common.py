@@ -140,3 +140,46 @@ class ReadsBeforeConversion:
                 'read_total': delta(self.end, 'rchar'),
                 'disk_read_total': delta(self.end, 'read_bytes'),
                 'converted': self.at_conversion is not None}
+
+
+class TempSpace:
+    """The peak of the disk space the files under a directory take.
+
+    A thread adds up the allocated blocks (``st_blocks``) of every file
+    under the directory every ``interval`` seconds while the block runs;
+    :attr:`peak` is the largest sum seen, in bytes. A file that lives
+    shorter than the interval can be missed; the temp files of an image
+    conversion live for the whole download.
+    """
+
+    def __init__(self, directory, interval=0.01):
+        import threading
+        self.directory = directory
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _usage(self):
+        total = 0
+        for root, _dirs, files in os.walk(self.directory):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_blocks
+                except OSError:
+                    pass
+        return total * 512
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._usage())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._usage())

@@ -35,6 +35,7 @@ import zstandard
 from ironic_images import exception
 from ironic_images.fetch import volume
 from ironic_images.sink import image_sink
+from ironic_images.sink import outputs
 from ironic_images.sink import qcow2_stream
 from ironic_images.tests.functional import images
 from ironic_images.tests.functional import qcow2_variants as variants
@@ -196,7 +197,7 @@ class TestFallbackAndRefusals(variants.Qcow2StreamTestCase):
         self.useFixture(fixtures.MockPatchObject(
             image_sink, 'WRITE_BEHIND_BYTES', 4096))
         fadvise = self.useFixture(fixtures.MockPatchObject(
-            image_sink.os, 'posix_fadvise', wraps=os.posix_fadvise)).mock
+            outputs.os, 'posix_fadvise', wraps=os.posix_fadvise)).mock
         path = self.make('zstd')
         fetched = self.fetch_to_raw(self.href(path), 'disk')
         # The qcow2 that qemu-img reads back stays in the page cache.

@@ -245,3 +245,47 @@ class HeldPartsTestCase(base.TestCase):
                     os._exit(status)
         _pid, status = os.waitpid(pid, 0)
         self.assertEqual(0, status)
+
+
+class ModeAndSymlinkTestCase(base.TestCase):
+    """A new file has the umask's mode; a symlink's target is written."""
+
+    def setUp(self):
+        super().setUp()
+        self.dest = os.path.join(self.images_dir, 'dest.img')
+
+    def with_umask(self, mask):
+        previous = os.umask(mask)
+        self.addCleanup(os.umask, previous)
+
+    def test_umask_is_read_without_changing_it(self):
+        self.with_umask(0o027)
+        self.assertEqual(0o027, fileutils.umask())
+        self.assertEqual(0o640, fileutils.file_mode())
+        self.assertEqual(0o027, os.umask(0o027))
+
+    def test_part_path_has_the_mode_of_a_new_file(self):
+        for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+            self.with_umask(mask)
+            part = fileutils.part_path(self.dest)
+            self.addCleanup(fileutils.remove_quietly, part)
+            self.assertEqual(mode, os.stat(part).st_mode & 0o777)
+
+    def test_atomic_write_keeps_the_mode(self):
+        self.with_umask(0o022)
+        with fileutils.atomic_write(self.dest) as f:
+            f.write(b'data')
+        self.assertEqual(0o644, os.stat(self.dest).st_mode & 0o777)
+
+    def test_commit_through_a_symlink_replaces_its_target(self):
+        target = os.path.join(self.images_dir, 'target')
+        with open(target, 'wb') as f:
+            f.write(b'old')
+        os.symlink('target', self.dest)
+        with fileutils.atomic_write(self.dest) as f:
+            f.write(b'new')
+        self.assertTrue(os.path.islink(self.dest))
+        with open(target, 'rb') as f:
+            self.assertEqual(b'new', f.read())
+        self.assertEqual(['dest.img', 'target'],
+                         sorted(os.listdir(self.images_dir)))

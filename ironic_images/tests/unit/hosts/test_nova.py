@@ -170,7 +170,7 @@ class TestDownload(ApiTestCase):
         error = self.assertRaises(
             exception.ImageDownloadFailed, self.api.download, None, ID,
             dest_path=os.path.join(self.images_dir, 'no', 'dest'))
-        self.assertIn('No such file or directory', str(error))
+        self.assertIn('its directory does not exist', str(error))
 
     def test_not_both(self):
         self.assertRaises(exception.OperationNotSupported,

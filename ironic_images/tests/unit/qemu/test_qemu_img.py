@@ -413,7 +413,7 @@ class ConvertTestCase(QemuImgTestCase):
             exception.ImageConvertFailed, qemu_convert.convert_image,
             self.source, os.path.join(self.images_dir, 'no', 'dest'), 'raw',
             'qcow2')
-        self.assertIn('cannot create a file', str(e))
+        self.assertIn('its directory does not exist', str(e))
         self.assertEqual(['source.qcow2'], self.listing())
 
     def test_hostile_source_never_reaches_qemu_img(self):

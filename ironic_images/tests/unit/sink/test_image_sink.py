@@ -22,6 +22,7 @@ import zstandard
 from ironic_images import exception
 from ironic_images.formats import inspection
 from ironic_images.sink import image_sink
+from ironic_images.sink import outputs
 from ironic_images.sink import qcow2_stream
 from ironic_images.tests import base
 from ironic_images.tests.unit.sink import qcow2_builder
@@ -423,7 +424,7 @@ class TestWriteBehind(base.TestCase):
         self.useFixture(fixtures.MockPatchObject(
             image_sink, 'WRITE_BEHIND_BYTES', 4 * BLOCK))
         self.fadvise = self.useFixture(fixtures.MockPatchObject(
-            image_sink.os, 'posix_fadvise', autospec=True)).mock
+            outputs.os, 'posix_fadvise', autospec=True)).mock
 
     def written_behind(self, data, **kwargs):
         sink = image_sink.ImageSink(
