@@ -441,7 +441,7 @@ class _Bits:
         return self.value.to_bytes(-(-self.count // 8), 'little')
 
 
-def deflate_far_match(cluster_size):
+def deflate_far_match(cluster_size, rng=random):
     """A deflate stream of one cluster whose last distance code is apart.
 
     Fixed Huffman codes: about 4 KiB of random literals, then matches of
@@ -451,6 +451,7 @@ def deflate_far_match(cluster_size):
     instead, that match copies from 1 byte back, and the cluster is still
     whole but different.
 
+    :param rng: where the literals come from (a :class:`random.Random`).
     :returns: ``(head, tail, content)``.
     """
     matches = (cluster_size - 4096) // 258
@@ -459,8 +460,8 @@ def deflate_far_match(cluster_size):
         distance)) + 8)
     # Literals from 144 up take 9 bits: as many as align the cut.
     wide = -head_bits % 8
-    prefix = bytes(random.randrange(144) for _ in range(distance - wide))
-    prefix += bytes(random.randrange(144, 256) for _ in range(wide))
+    prefix = bytes(rng.randrange(144) for _ in range(distance - wide))
+    prefix += bytes(rng.randrange(144, 256) for _ in range(wide))
     head = _Bits()
     head.put(1, 1)  # the last block
     head.put(1, 2)  # fixed Huffman codes
