@@ -21,7 +21,7 @@ bit flips, a truncation), then checks each mutant with
 ``qcow2_differential``: exactly ``qemu-img convert``'s raw disk, a
 refusal or a fall back to qemu-img, in bounded memory. Each test attaches
 (and prints) the tally of outcomes. Crafted images built from scratch are
-in ``test_fuzz_qcow2_structure``.
+in ``test_fuzz_qcow2_crafted``.
 """
 
 import os

@@ -278,7 +278,7 @@ def crafted(draw, emphasis, state=None):
     return Crafted(data, chunks, image.classes)
 
 
-class TestQcow2StructureDifferential(
+class TestQcow2CraftedDifferential(
         qcow2_differential.Qcow2DifferentialTestCase):
 
     def fuzz(self, emphasis, count, state=None):
