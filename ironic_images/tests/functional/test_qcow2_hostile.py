@@ -32,6 +32,7 @@ import testtools.content
 
 from ironic_images.tests.functional import qcow2_variants as variants
 from ironic_images.tests.functional.servers import nginx
+from ironic_images.tests.unit.sink import compressed_streams as cstreams
 from ironic_images.tests.unit.sink import qcow2_builder as qb
 from ironic_images.tests.unit.sink import test_qcow2_stream_hostile as hostile
 
@@ -87,9 +88,10 @@ def spanning_image(kind):
     b.l2(0, 3)
     b.l2(1, 7)
     if kind == 'far-match':
-        head, tail, _content = qb.deflate_far_match(CS)
+        head, tail, _content = cstreams.deflate_far_match(CS)
     else:
-        frame = qb.raw_zstd if kind == 'zstd' else qb.stored_deflate
+        frame = (cstreams.raw_zstd if kind == 'zstd'
+                 else cstreams.stored_deflate)
         payload = frame(os.urandom(CS))
         head, tail = payload[:1000], payload[1000:]
     b.compressed_over(PER_TABLE, 6 * CS - len(head), head,
@@ -145,11 +147,11 @@ class TestHostileImages(variants.Qcow2StreamTestCase):
                 f.seek(PER_TABLE * CS)
                 read = f.read(CS)
             method = 'zstd' if kind == 'zstd' else 'zlib'
-            self.assertEqual(read, qb.inflate_as_qemu(
+            self.assertEqual(read, cstreams.inflate_as_qemu(
                 image, b.entries[PER_TABLE], 16, method), kind)
             cut = bytearray(image)
             cut[6 * CS:7 * CS] = bytes(CS)
-            self.assertNotEqual(read, qb.inflate_as_qemu(
+            self.assertNotEqual(read, cstreams.inflate_as_qemu(
                 bytes(cut), b.entries[PER_TABLE], 16, method), kind)
             self.fetch_to_raw(url, kind)
             self.assertStreamed()

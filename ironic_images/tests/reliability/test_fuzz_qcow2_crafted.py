@@ -43,6 +43,7 @@ from oslo_utils import units
 import zstandard
 
 from ironic_images.tests.reliability import qcow2_differential
+from ironic_images.tests.unit.sink import compressed_streams as cstreams
 from ironic_images.tests.unit.sink import qcow2_builder as qb
 
 CS = 64 * units.Ki
@@ -77,11 +78,12 @@ EMPHASES = {
 def compressed_payload(rnd, method, kind):
     """One compressed cluster of ``kind``: its bytes and its class."""
     if kind == 'far distance code' and method == 'zlib':
-        head, tail, _content = qb.deflate_far_match(CS, rnd)
+        head, tail, _content = cstreams.deflate_far_match(CS, rnd)
         return head + tail, 'far distance code'
     if kind in ('stored', 'far distance code'):
         content = rnd.randbytes(CS)
-        frame = qb.stored_deflate if method == 'zlib' else qb.raw_zstd
+        frame = (cstreams.stored_deflate if method == 'zlib'
+                 else cstreams.raw_zstd)
         return frame(content), 'stored blocks'
     if kind == 'qemu':
         content = rnd.randbytes(CS // 4) + bytes(CS - CS // 4)

@@ -27,6 +27,7 @@ import fixtures
 
 from ironic_images.sink import qcow2_inflate
 from ironic_images.sink import qcow2_spill
+from ironic_images.tests.unit.sink import compressed_streams as cstreams
 from ironic_images.tests.unit.sink import qcow2_builder as qb
 from ironic_images.tests.unit.sink import test_qcow2_stream as base
 
@@ -84,12 +85,12 @@ class TestRunsIntoUsedClusters(base.DecoderTestCase):
         """
         image = b.build()
         word = b.entries[guest]
-        read = qb.inflate_as_qemu(image, word, b.cluster_bits, method)
+        read = cstreams.inflate_as_qemu(image, word, b.cluster_bits, method)
         self.assertIsNotNone(read)
         # The attack: with that cluster read as zeros, the bytes still
         # inflate to a whole cluster, a different one.
-        other = qb.inflate_as_qemu(zeroed(image, cluster), word,
-                                   b.cluster_bits, method)
+        other = cstreams.inflate_as_qemu(zeroed(image, cluster), word,
+                                         b.cluster_bits, method)
         self.assertIsNotNone(other)
         self.assertNotEqual(read, other)
         b.guest[guest] = read
@@ -100,7 +101,7 @@ class TestRunsIntoUsedClusters(base.DecoderTestCase):
         # is the first bytes of data cluster 5, placed as it arrives.
         for late in (True, False):
             b = self.two_tables(late)
-            head, tail, _content = qb.deflate_far_match(CS)
+            head, tail, _content = cstreams.deflate_far_match(CS)
             b.compressed_over(PER_TABLE, 5 * CS - len(head), head,
                               len(head) + len(tail))
             b.data(1, 5, tail + os.urandom(CS - len(tail)))
@@ -109,8 +110,8 @@ class TestRunsIntoUsedClusters(base.DecoderTestCase):
     def test_stored_bytes_in_a_placed_cluster(self):
         # Stored deflate blocks, raw zstd blocks: the cluster's bytes are
         # the next cluster's, as they are in the file.
-        for method, frame in (('zlib', qb.stored_deflate),
-                              ('zstd', qb.raw_zstd)):
+        for method, frame in (('zlib', cstreams.stored_deflate),
+                              ('zstd', cstreams.raw_zstd)):
             for late in (True, False):
                 b = self.two_tables(late, method)
                 payload = frame(os.urandom(CS))
@@ -122,7 +123,7 @@ class TestRunsIntoUsedClusters(base.DecoderTestCase):
     def test_bytes_in_the_l2_table_that_maps_them(self):
         b = qb.Qcow2Builder(64 * CS)
         b.l2(0, 3)
-        payload = qb.stored_deflate(os.urandom(CS))
+        payload = cstreams.stored_deflate(os.urandom(CS))
         b.compressed_over(0, 3 * CS - 700, payload[:700], len(payload))
         for guest in range(1, 40):
             b.data(guest, 3 + guest)
@@ -132,7 +133,7 @@ class TestRunsIntoUsedClusters(base.DecoderTestCase):
         b = qb.Qcow2Builder(64 * CS)
         b.l1_at(3)
         b.l2(0, 4)
-        payload = qb.stored_deflate(os.urandom(CS))
+        payload = cstreams.stored_deflate(os.urandom(CS))
         b.compressed_over(0, 3 * CS - 700, payload[:700], len(payload))
         self.assertReadsTheFile(b, 0, 'zlib', 3)
 
@@ -142,7 +143,7 @@ class TestRunsIntoUsedClusters(base.DecoderTestCase):
         # cluster 6.
         for late in (True, False):
             b = self.two_tables(late)
-            payload = qb.stored_deflate(os.urandom(CS))
+            payload = cstreams.stored_deflate(os.urandom(CS))
             self.assertGreater(len(payload) - 5, CS)
             b.compressed_over(PER_TABLE, 5 * CS - 5, payload[:5],
                               len(payload))
@@ -175,7 +176,7 @@ class TestRunsIntoUsedClusters(base.DecoderTestCase):
         self.useFixture(fixtures.MockPatchObject(qcow2_spill, 'KEPT_AFTER',
                                                  0))
         b = self.two_tables(late=True)
-        payload = qb.stored_deflate(os.urandom(CS))
+        payload = cstreams.stored_deflate(os.urandom(CS))
         b.compressed_over(PER_TABLE, 5 * CS - 1000, payload[:1000],
                           len(payload))
         b.data(1, 5, payload[1000:])
