@@ -35,6 +35,10 @@ from ironic_images import exception
 THREADS = max(1, min(8, len(os.sched_getaffinity(0))))
 # Clusters queued per thread before the caller waits for the oldest.
 _QUEUED_PER_THREAD = 4
+#: Compressed clusters in flight at most (queued, inflating or inflated
+#: and not yet taken back): each holds its compressed bytes (up to two
+#: clusters) or the cluster they make.
+QUEUE_DEPTH = THREADS * _QUEUED_PER_THREAD
 
 
 class ClusterInflater:
@@ -69,7 +73,7 @@ class ClusterInflater:
                 THREADS, thread_name_prefix='qcow2-inflate')
         self._queue.append(
             (self._pool.submit(self._decompress, bytes(compressed)), guest))
-        return self._done(len(self._queue) - THREADS * _QUEUED_PER_THREAD)
+        return self._done(len(self._queue) - QUEUE_DEPTH)
 
     def drain(self):
         """Wait for every queued cluster.

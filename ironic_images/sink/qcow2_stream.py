@@ -15,21 +15,29 @@
 A :class:`Qcow2ToRaw` reads a qcow2 in file order and writes each data
 cluster straight to its place in the raw disk; a cluster that arrives
 before anything points at it, or holds compressed data, waits in a spill
-file. Only a header :func:`streamable_header` accepts is streamed; an
-image qemu would call corrupt is refused with ImageUnacceptable naming
-the ``qcow2_stream`` check. Why this works: the contributor guide's
-"Inspection, the sink and streamed qcow2".
+file (:mod:`ironic_images.sink.qcow2_spill`), which also keeps the two
+clusters after every spilled one, so compressed bytes that run on are the
+file's bytes, as qemu reads them, never zeros. Only a header
+:func:`streamable_header` accepts is streamed; an image qemu would call
+corrupt is refused with ImageUnacceptable naming the ``qcow2_stream``
+check.
+
+Memory, with ``cs`` the cluster size and ``Q`` the inflater's
+:data:`~ironic_images.sink.qcow2_inflate.QUEUE_DEPTH`: at most
+``(3 * Q + 16) * cs`` of cluster data and table reads, plus 32 bytes an
+allocated L2 entry for where the clusters still to come go. Why this
+works: the contributor guide's "Inspection, the sink and streamed qcow2".
 """
 
 import array
 import heapq
-import os
 import struct
-import tempfile
+import sys
 
 from ironic_images._i18n import _
 from ironic_images import exception
 from ironic_images.sink import qcow2_inflate
+from ironic_images.sink import qcow2_spill
 
 MAGIC = b'QFI\xfb'
 #: Bytes of the stream :func:`streamable_header` needs (a version 3 header
@@ -53,6 +61,10 @@ _COPIED = 1 << 63
 _COMPRESSED = 1 << 62
 _ZERO = 1
 _SECTOR = 512
+# An L1 entry's number in a key of the L2 tables still to come (an L1 of
+# MAX_L1_BYTES has 2**22 entries).
+_L1_BITS = 22
+_L1_MASK = (1 << _L1_BITS) - 1
 
 
 class Qcow2Header:
@@ -123,6 +135,10 @@ def streamable_header(head):
     l1_entries = -(-guest_clusters // (cluster_size // 8))
     if l1_size * 8 > MAX_L1_BYTES or l1_size < l1_entries:
         return None, 'L1 table of %d entries' % l1_size
+    if l1_entries * 8 > cluster_size:
+        # Over 4 TiB with 64 KiB clusters: reading more L1 entries at once
+        # would take memory beyond the decoder's bound.
+        return None, 'L1 table over one cluster (%d entries)' % l1_entries
     if l1_offset % cluster_size:
         return None, 'unaligned L1 table'
     # qemu's disk is whole sectors: it drops a partial last one.
@@ -131,19 +147,19 @@ def streamable_header(head):
 
 
 class _Mappings:
-    """The allocated entries of one L2 table, in file order.
+    """The entries of one L2 table that map clusters still to come.
 
-    Three arrays (8 bytes an entry) rather than tuples: an image whose L2
-    tables all come before its data keeps every entry here at once.
+    In host cluster order, as two arrays (12 bytes an entry): an image
+    whose L2 tables all come before its data keeps every entry here at
+    once.
     """
 
-    __slots__ = ('hosts', 'words', 'guests', 'at')
+    __slots__ = ('words', 'slots', 'first_guest', 'at')
 
-    def __init__(self, entries):
-        entries.sort()
-        self.hosts = array.array('Q', (e[0] for e in entries))
-        self.words = array.array('Q', (e[1] for e in entries))
-        self.guests = array.array('Q', (e[2] for e in entries))
+    def __init__(self, words, slots, first_guest):
+        self.words = words
+        self.slots = slots
+        self.first_guest = first_guest
         self.at = 0
 
 
@@ -162,26 +178,32 @@ class Qcow2ToRaw:
         self._header = header
         self._cs = header.cluster_size
         self._write_at = write_at
-        self._spill_dir = spill_dir
         self._href = image_href
-        self._spill = None
-        self._spilled = bytearray()
+        self._spill = qcow2_spill.SpillFile(self._cs, spill_dir, image_href)
         self._next = 0
         self._partial = bytearray()
-        self._tables = {}
+        self._guest_clusters = -(-header.virtual_size // self._cs)
+        # L1 parts by host cluster; the L2 tables still to come, as sorted
+        # keys (host cluster << _L1_BITS | L1 entry) and the next one's
+        # place.
+        self._l1_parts = {}
+        self._l2_keys = array.array('Q')
+        self._l2_at = 0
         self._heap = []
         self._seq = 0
-        # (host, word, guest) of entries pointing back into the spill file,
-        # flat: as compact as _Mappings.
+        # (word, guest) pairs, flat: entries that point back into the
+        # spill file, placed at the end; compressed entries whose bytes
+        # run into a later host cluster, by that cluster.
         self._late = array.array('Q')
-        self._carry = []
+        self._due = {}
         self._l1 = bytearray(header.l1_entries * 8)
-        self._l1_parts = -(-len(self._l1) // self._cs)
+        self._l1_left = -(-len(self._l1) // self._cs)
         first = header.l1_offset // self._cs
-        for part in range(self._l1_parts):
-            self._tables.setdefault(first + part, []).append(('l1', part))
+        for part in range(self._l1_left):
+            self._l1_parts[first + part] = part
         bits = header.cluster_bits - 8
         self._compressed_mask = (1 << (62 - bits)) - 1
+        self._slot_bits = header.cluster_bits - 3
         self._inflater = qcow2_inflate.ClusterInflater(
             header.compression, self._cs, image_href)
 
@@ -225,16 +247,20 @@ class Qcow2ToRaw:
                 self._partial += bytes(self._cs - len(self._partial))
                 self._process(memoryview(self._partial))
                 self._partial = bytearray()
-            for remaining, buf, guest in self._carry:
-                self._inflate(bytes(buf) + bytes(remaining), guest)
-            self._carry = []
-            if self._tables or self._heap:
+            for index in sorted(self._due):
+                self._inflate_all(self._due.pop(index))
+            if (self._l1_parts or self._l2_at < len(self._l2_keys)
+                    or self._heap):
                 self._refuse(_('a table or cluster lies past the end of '
                                'the file'))
-            late = self._late
-            for at in range(0, len(late), 3):
-                self._place_late(late[at], late[at + 1], late[at + 2])
-            self._late = array.array('Q')
+            late, self._late = self._late, array.array('Q')
+            for at in range(0, len(late), 2):
+                word, guest = late[at], late[at + 1]
+                if word & _COMPRESSED:
+                    self._inflate_all((word, guest))
+                else:
+                    self._place(memoryview(self._spill.read(
+                        word & _OFFSET_MASK, self._cs, self._next)), guest)
             for cluster, guest in self._inflater.drain():
                 self._place(memoryview(cluster), guest)
         finally:
@@ -246,9 +272,7 @@ class Qcow2ToRaw:
         The decoder can no longer be used.
         """
         self._inflater.close()
-        if self._spill is not None:
-            self._spill.close()
-            self._spill = None
+        self._spill.close()
 
     def _refuse(self, detail):
         raise exception.ImageUnacceptable(
@@ -260,50 +284,54 @@ class Qcow2ToRaw:
         index = self._next
         self._next = index + 1
         start = index * self._cs
-        end = start + self._cs
-        if self._carry:
-            self._feed_carry(data)
         # The header's cluster is the header's, as a table's is the
         # table's: no entry may point into it, so it is never spilled.
         used, compressed = index == 0, False
-        for table in self._tables.pop(index, ()):
-            self._read_table(table, data)
+        if index in self._l1_parts:
+            self._read_l1_part(self._l1_parts.pop(index), data)
+            used = True
+        keys, shift = self._l2_keys, _L1_BITS
+        while self._l2_at < len(keys) and keys[self._l2_at] >> shift == index:
+            self._read_l2(keys[self._l2_at] & _L1_MASK, data)
+            self._l2_at += 1
             used = True
         heap = self._heap
-        while heap and heap[0][0] < end:
-            host, _seq, mappings = heap[0]
+        while heap and heap[0][0] == index:
+            _index, _seq, mappings = heap[0]
             word = mappings.words[mappings.at]
-            guest = mappings.guests[mappings.at]
+            guest = mappings.first_guest + mappings.slots[mappings.at]
             if word & _COMPRESSED:
-                self._start_compressed(host - start, word, guest, data)
+                self._start_compressed(word, guest, data, start)
                 compressed = True
             else:
                 self._place(data, guest)
                 used = True
             mappings.at += 1
-            if mappings.at < len(mappings.hosts):
-                heapq.heapreplace(heap, (mappings.hosts[mappings.at],
-                                         _seq, mappings))
+            if mappings.at < len(mappings.words):
+                heapq.heapreplace(heap, (self._host(mappings.words[
+                    mappings.at]) // self._cs, _seq, mappings))
             else:
                 heapq.heappop(heap)
-        if compressed or not used:
-            self._spill_cluster(index, data)
+        self._spill.take(index, data, compressed or not used)
+        due = self._due.pop(index, None)
+        if due is not None:
+            self._inflate_all(due)
 
-    def _read_table(self, table, data):
-        kind, number = table
-        if kind == 'l1':
-            at = number * self._cs
-            piece = data[:len(self._l1) - at]
-            self._l1[at:at + len(piece)] = piece
-            self._l1_parts -= 1
-            if not self._l1_parts:
-                self._read_l1()
-        else:
-            self._read_l2(number, data)
+    def _host(self, word):
+        if word & _COMPRESSED:
+            return word & self._compressed_mask
+        return word & _OFFSET_MASK
 
-    def _read_l1(self):
-        words = struct.unpack('>%dQ' % self._header.l1_entries, self._l1)
+    def _read_l1_part(self, part, data):
+        at = part * self._cs
+        piece = data[:len(self._l1) - at]
+        self._l1[at:at + len(piece)] = piece
+        self._l1_left -= 1
+        if self._l1_left:
+            return
+        words = _big_endian_words(self._l1)
         self._l1 = None
+        keys = []
         for number, word in enumerate(words):
             offset = word & _OFFSET_MASK
             if not offset:
@@ -312,22 +340,23 @@ class Qcow2ToRaw:
                 self._refuse(_('unaligned L2 table at %d') % offset)
             index = offset // self._cs
             if index >= self._next:
-                self._tables.setdefault(index, []).append(('l2', number))
+                keys.append(index << _L1_BITS | number)
             else:
-                self._read_l2(number, self._from_spill(offset, self._cs))
+                self._read_l2(number, self._spill.read(offset, self._cs,
+                                                       self._next))
+        keys.sort()
+        self._l2_keys = array.array('Q', keys)
 
     def _read_l2(self, number, data):
         """Queue the allocated entries of L2 table ``number``."""
         cs = self._cs
-        per_table = cs // 8
-        first_guest = number * per_table
-        guests = min(per_table,
-                     -(-self._header.virtual_size // cs) - first_guest)
+        first_guest = number * (cs // 8)
+        guests = min(cs // 8, self._guest_clusters - first_guest)
+        words = _big_endian_words(data[:guests * 8])
         passed = self._next * cs
-        future = []
-        words = struct.unpack_from('>%dQ' % guests, data)
+        shift = self._slot_bits
+        keys = []
         for slot, word in enumerate(words):
-            word &= ~_COPIED
             if word & _COMPRESSED:
                 host = word & self._compressed_mask
             else:
@@ -341,42 +370,49 @@ class Qcow2ToRaw:
                     # Reads as zeros: the new raw disk is zeros already.
                     continue
             if host >= passed:
-                future.append((host, word, first_guest + slot))
-            elif self._is_spilled(host // cs):
-                self._late.extend((host, word, first_guest + slot))
+                # In host cluster order; within one, any order will do.
+                keys.append(host // cs << shift | slot)
+            elif self._spill.is_free(host // cs):
+                self._late.extend((word & ~_COPIED, first_guest + slot))
             else:
                 self._refuse(_('cluster at %d is used twice') % host)
-        if future:
-            mappings = _Mappings(future)
+        if keys:
+            keys.sort()
+            mask = (1 << shift) - 1
+            slots = array.array('I', (key & mask for key in keys))
+            mappings = _Mappings(
+                array.array('Q', (words[slot] & ~_COPIED for slot in slots)),
+                slots, first_guest)
             self._seq += 1
             heapq.heappush(self._heap,
-                           (mappings.hosts[0], self._seq, mappings))
+                           (keys[0] >> shift, self._seq, mappings))
 
     def _compressed_length(self, host, word):
         bits = self._header.cluster_bits - 8
         sectors = ((word >> (62 - bits)) & ((1 << bits) - 1)) + 1
         return sectors * _SECTOR - host % _SECTOR
 
-    def _start_compressed(self, offset, word, guest, data):
-        length = self._compressed_length(offset, word)
-        piece = data[offset:offset + length]
-        if len(piece) == length:
-            self._inflate(piece, guest)
+    def _start_compressed(self, word, guest, data, start):
+        host = word & self._compressed_mask
+        length = self._compressed_length(host, word)
+        offset = host - start
+        if offset + length <= self._cs:
+            self._inflate(data[offset:offset + length], guest)
         else:
-            self._carry.append([length - len(piece), bytearray(piece),
-                                guest])
+            # Read back from the spill file once the last cluster the
+            # bytes run into has arrived (and been kept there).
+            last = (host + length - 1) // self._cs
+            self._due.setdefault(last, array.array('Q')).extend(
+                (word, guest))
 
-    def _feed_carry(self, data):
-        waiting = []
-        for carry in self._carry:
-            take = min(carry[0], len(data))
-            carry[1] += data[:take]
-            carry[0] -= take
-            if carry[0]:
-                waiting.append(carry)
-            else:
-                self._inflate(carry[1], carry[2])
-        self._carry = waiting
+    def _inflate_all(self, pairs):
+        """Inflate compressed (word, guest) pairs from the spill file."""
+        for at in range(0, len(pairs), 2):
+            word, guest = pairs[at], pairs[at + 1]
+            host = word & self._compressed_mask
+            self._inflate(self._spill.read(
+                host, self._compressed_length(host, word), self._next),
+                guest)
 
     def _inflate(self, compressed, guest):
         for cluster, at in self._inflater.submit(compressed, guest):
@@ -386,39 +422,9 @@ class Qcow2ToRaw:
         offset = guest * self._cs
         self._write_at(data[:self._header.virtual_size - offset], offset)
 
-    def _place_late(self, host, word, guest):
-        if word & _COMPRESSED:
-            length = self._compressed_length(host, word)
-            self._inflate(self._from_spill(host, length), guest)
-        else:
-            self._place(memoryview(self._from_spill(host, self._cs)), guest)
 
-    def _spill_cluster(self, index, data):
-        if self._spill is None:
-            self._spill = tempfile.TemporaryFile(dir=self._spill_dir)
-        _pwrite_all(self._spill.fileno(), data, index * self._cs)
-        byte = index >> 3
-        if byte >= len(self._spilled):
-            self._spilled += bytes(byte + 1 - len(self._spilled))
-        self._spilled[byte] |= 1 << (index & 7)
-
-    def _is_spilled(self, index):
-        byte = index >> 3
-        return (byte < len(self._spilled)
-                and bool(self._spilled[byte] & (1 << (index & 7))))
-
-    def _from_spill(self, offset, length):
-        if not self._is_spilled(offset // self._cs):
-            self._refuse(_('cluster at %d is used twice') % offset)
-        data = os.pread(self._spill.fileno(), length, offset)
-        # Past the end of the spill file reads as zeros, as past the end
-        # of the image does.
-        return data + bytes(length - len(data))
-
-
-def _pwrite_all(fd, data, offset):
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
+def _big_endian_words(data):
+    words = array.array('Q', bytes(data))
+    if sys.byteorder == 'little':
+        words.byteswap()
+    return words

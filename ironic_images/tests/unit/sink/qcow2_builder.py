@@ -12,10 +12,10 @@
 
 """Build qcow2 files in memory, laid out cluster by cluster.
 
-Written from qemu's docs/interop/qcow2.txt, not from
-:mod:`ironic_images.sink.qcow2_stream`, so a test can put the L1 table, the L2
-tables and the data clusters at any host cluster, in any order, and say
-what the guest should read without decoding anything::
+Written from qemu's docs/interop/qcow2.txt, not from the decoder
+(:mod:`ironic_images.sink.qcow2_stream`), so a test can put the L1
+table, the L2 tables and the data clusters at any host cluster, in any
+order, and say what the guest should read without decoding anything::
 
     b = Qcow2Builder(virtual_size=4 * 65536)
     b.l1_at(5)                    # the L1 table after the data
@@ -39,7 +39,7 @@ import zlib
 import fixtures
 import zstandard
 
-from ironic_images.sink import qcow2_stream
+from ironic_images.sink import qcow2_spill
 
 MAGIC = b'QFI\xfb'
 COPIED = 1 << 63
@@ -246,6 +246,17 @@ class Qcow2Builder:
         self.guest[guest] = content
         return offset + len(payload)
 
+    def compressed_over(self, guest, offset, head, length):
+        """Map ``guest`` to ``length`` compressed bytes at byte ``offset``.
+
+        Only ``head``, their first bytes, is written here: the rest is
+        whatever the file holds after it (a data cluster, a table), as
+        qemu reads it. What the guest reads is then known only from the
+        built file: see :func:`inflate_as_qemu`.
+        """
+        self.put(offset, head)
+        self.entry(guest, compressed_entry(offset, length, self.cluster_bits))
+
     def _content(self, content):
         if content is None:
             content = os.urandom(self.cluster_size)
@@ -331,4 +342,4 @@ class SpillFiles(fixtures.Fixture):
             return spill
 
         self.useFixture(fixtures.MockPatchObject(
-            qcow2_stream.tempfile, 'TemporaryFile', side_effect=spy))
+            qcow2_spill.tempfile, 'TemporaryFile', side_effect=spy))

@@ -171,14 +171,27 @@ class TestStreamableHeader(base.TestCase):
     def test_l1_over_32_mib(self):
         most = qcow2_stream.MAX_L1_BYTES // 8
         disk = most * PER_TABLE * CS
-        self.assertEqual(most, self.assertStreams(
-            qb.header(virtual_size=disk)).l1_entries)
         self.assertFallsBack(qb.header(virtual_size=disk + 1),
                              'L1 table of')
         # qemu refuses an L1 table over 32 MiB ("Active L1 table too
         # large") even when the disk needs fewer entries.
         self.assertFallsBack(qb.header(virtual_size=CS, l1_size=most + 1),
                              'L1 table of')
+
+    def test_l1_over_one_cluster(self):
+        # Disks of over 4 TiB (64 KiB clusters) go to qemu-img: reading
+        # more L1 entries at once would take the decoder past its memory
+        # bound.
+        disk = PER_TABLE * PER_TABLE * CS
+        self.assertEqual(PER_TABLE, self.assertStreams(
+            qb.header(virtual_size=disk)).l1_entries)
+        self.assertFallsBack(qb.header(virtual_size=disk + CS),
+                             'L1 table over one cluster (%d entries)'
+                             % (PER_TABLE + 1))
+        # With 2 MiB clusters, one cluster of L1 maps 2**57 bytes.
+        big = self.assertStreams(qb.header(cluster_bits=21,
+                                           virtual_size=1 << 56))
+        self.assertEqual(1 << 17, big.l1_entries)
 
     def test_unaligned_l1_table(self):
         for offset in (CS + 512, CS // 2, 3):
