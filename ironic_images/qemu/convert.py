@@ -37,6 +37,7 @@ from ironic_images.formats import inspection
 from ironic_images.formats import names as formats
 from ironic_images.qemu import info as qemu_info
 from ironic_images.qemu import process
+from ironic_images.qemu import progress as qemu_progress
 
 LOG = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _is_transient(error):
     return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
 
 
-def _run_conversion(cmd):
+def _run_conversion(cmd, watcher=None):
     """Run qemu-img convert, again on ENOMEM/EAGAIN-like failures."""
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(CONF.image_convert.attempts),
@@ -138,7 +139,7 @@ def _run_conversion(cmd):
         reraise=True)
     # Conversions get the memory cap only: their CPU time grows with the
     # image, so any fixed CPU cap would fail a big enough legitimate image.
-    retrying(process.execute, *cmd, cpu_time=False)
+    retrying(process.execute, *cmd, cpu_time=False, watcher=watcher)
 
 
 def check_output(part, qemu_out, out_subformat, image_href):
@@ -203,7 +204,7 @@ def _validate_convert_args(src_format, out_format, out_subformat,
 
 
 def convert_image(source, dest, out_format, src_format, out_subformat=None,
-                  image_href=None, source_info=None):
+                  image_href=None, source_info=None, progress=None):
     """Convert an image with qemu-img, atomically.
 
     Unless ``source_info`` is given, ``source`` first passes the safety
@@ -233,6 +234,9 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
         from a caller that has passed it through the safety gate already
         (as :mod:`ironic_images.image_fetch` does); both checks are then
         skipped.
+    :param progress: None, or ``progress(done, total)``, called from
+        another thread while qemu-img runs with the bytes of the source
+        it has read (:mod:`ironic_images.qemu.progress`), and once done.
     :raises: ImageConvertFailed when an argument is not supported,
         qemu-img fails or hits a limit, or the output is not the requested
         format.
@@ -257,8 +261,12 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
     try:
         cmd = _convert_command(source, part, qemu_src, qemu_out,
                                out_subformat)
+        watcher = None
+        if progress is not None:
+            total = qemu_progress.data_size(source)
+            watcher = qemu_progress.ReadProgress(progress, total)
         try:
-            _run_conversion(cmd)
+            _run_conversion(cmd, watcher)
         except (processutils.ProcessExecutionError, OSError) as e:
             raise exception.ImageConvertFailed(
                 image_href=image_href,
@@ -276,6 +284,8 @@ def convert_image(source, dest, out_format, src_format, out_subformat=None,
     except BaseException:
         fileutils.remove_quietly(part)
         raise
+    if watcher is not None:
+        progress(total, total)
     LOG.info('Converted %(src)s (%(sfmt)s) to %(dest)s (%(ofmt)s) in '
              '%(sec).2f s', {'src': source, 'sfmt': qemu_src, 'dest': dest,
                              'ofmt': qemu_out,
