@@ -49,6 +49,7 @@ import collections
 import os
 import threading
 import time
+import typing
 
 from oslo_log import log as logging
 from oslo_utils import units
@@ -63,6 +64,7 @@ from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.fetch import fetcher
 from ironic_images.formats import gate
+from ironic_images.formats import names as formats
 from ironic_images.image_service import checksum_files
 
 LOG = logging.getLogger(__name__)
@@ -74,18 +76,30 @@ _PREPARED_LOCK = threading.Lock()
 
 CachedImage = collections.namedtuple(
     'CachedImage', ['path', 'master', 'hit', 'format', 'virtual_size',
-                    'size', 'checksum'])
+                    'size', 'checksum', 'reason', 'converted'],
+    defaults=(None, False))
 CachedImage.__doc__ = """What :meth:`ImageCache.fetch_image` put in place.
 
 :ivar path: the destination.
 :ivar master: the master it is linked to, or None when the cache was
-    bypassed (``no_cache``).
+    bypassed.
 :ivar hit: True when no download was needed.
 :ivar format: the format of the file (``raw`` after a conversion).
 :ivar virtual_size: the disk size it describes, or None.
 :ivar size: its size in bytes.
 :ivar checksum: ``algo:hex`` verified when it was downloaded, or None.
+:ivar reason: why the cache was bypassed (``master`` None), else None.
+:ivar converted: True when the raw master was made, without a download,
+    from the cached master of the image as it came.
 """
+
+# Why an image is not cached, as CachedImage.reason says it.
+LOCAL_REASON = _('the image is a file of this host already')
+NO_CACHE_REASON = _('its image service says not to cache it (an HTTP '
+                    'server\'s Cache-Control: no-store)')
+NO_VALIDATOR_REASON = _('nothing would tell a new version of it from the '
+                        'cached one (no ETag, Last-Modified, checksum or '
+                        'digest)')
 
 
 class ImageCache:
@@ -156,57 +170,105 @@ class ImageCache:
                      expected_format, expected_checksum,
                      expected_checksum_algo, image_auth_data, progress,
                      cpu_arch):
-        self._prepare()
         expected = checksum_files.resolve_checksum(
             expected_checksum, expected_checksum_algo, href)
         source = cache_masters.identify(href, ctx, image_auth_data, cpu_arch)
-        name = source.name + (RAW_SUFFIX if force_raw else '')
-        master = os.path.join(self.master_dir, name)
         args = dict(ctx=ctx, force_raw=force_raw,
                     expected_format=expected_format, expected=expected,
                     image_auth_data=image_auth_data, progress=progress)
+        if source.service.is_local:
+            # Nothing to keep a copy of: the cache directory is not even
+            # created, and no lock file is.
+            fetched = self._fetch(source.href, dest, args)
+            return _bypassed(dest, fetched, LOCAL_REASON)
+        self._prepare()
+        name = source.name + (RAW_SUFFIX if force_raw else '')
+        master = os.path.join(self.master_dir, name)
         handout = cache_masters.HandOut(master, dest)
         # The lock is held to find, revalidate or download the master and
         # to link it; the destination is put in place after, so waiters
         # do not queue behind one another's fsyncs.
         with cache_locks.image_lock(self.master_dir, name):
             found = self._master_for(source, master, started, args)
-            if found is not None:
+            if found.meta is not None:
                 handout.take()
-        if found is None:
+        if found.meta is None:
             with cache_locks.download_slot(self.master_dir,
                                            CONF.download.concurrency):
                 fetched = self._fetch(source.href, dest, args)
-            return CachedImage(dest, None, False, fetched.format,
-                               fetched.virtual_size, fetched.size,
-                               fetched.checksum)
-        meta, hit = found
+            return _bypassed(dest, fetched, found.reason)
         handout.finish()
-        if not hit:
+        if not found.hit or found.converted:
             self.clean_up()
         elif progress is not None:
-            progress(meta['size'], meta['size'])
-        return _result(dest, master, hit, meta)
+            progress(found.meta['size'], found.meta['size'])
+        return _result(dest, master, found)
 
     def _master_for(self, source, master, started, args):
-        """Find or download a master, holding its lock.
+        """Find, convert or download a master, holding its lock.
 
-        :returns: ``(sidecar, hit)``, or None when the image may not be
-            cached (the master, if any, is removed).
+        :returns: a :class:`_Found`; its ``meta`` is None when the image
+            may not be cached (the master, if any, is removed).
         """
         meta = self._fresh_meta(source, master, started, args['expected'],
                                 args['expected_format'])
         if meta is not None:
             LOG.debug('Master-image cache hit for %s',
                       masking.mask_href(source.href))
-            return meta, True
+            return _Found(meta, True)
         properties = source.properties or source.service.show(source.href)
         if cache_masters.validators(source, properties) is None:
             LOG.debug('Not caching %s: its server says not to, or gives no '
                       'way to revalidate it', masking.mask_href(source.href))
             self._forget(master)
-            return None
-        return self._download(source, master, properties, args), False
+            return _Found(None, False, reason=(
+                NO_CACHE_REASON if properties.get('no_cache')
+                else NO_VALIDATOR_REASON))
+        if args['force_raw']:
+            meta = self._raw_from_master(source, master, started, args)
+            if meta is not None:
+                return _Found(meta, True, converted=True)
+        return _Found(self._download(source, master, properties, args),
+                      False)
+
+    def _raw_from_master(self, source, master, started, args):
+        """Make a raw master from the cached master of the image as it came.
+
+        Holding the lock of the raw master, it takes the other's: the
+        order is always raw, then the other, so two callers cannot wait
+        for each other.
+
+        :returns: the raw master's sidecar, or None when the other master
+            is missing or may not be handed out (then download).
+        """
+        plain = master[:-len(RAW_SUFFIX)]
+        with cache_locks.image_lock(self.master_dir,
+                                    os.path.basename(plain)):
+            meta = self._fresh_meta(source, plain, started, args['expected'],
+                                    args['expected_format'])
+            if meta is None:
+                return None
+            LOG.info('Converting the cached master %(plain)s (%(format)s) '
+                     'to raw for %(href)s', {
+                         'plain': plain, 'format': meta.get('format'),
+                         'href': masking.mask_href(source.href)})
+            fetched = fetcher.FetchedImage(
+                plain, meta['size'], meta.get('format'),
+                meta.get('virtual_size'), meta.get('checksum'),
+                meta.get('compression'), None)
+            self._make_room(meta.get('virtual_size') or 0)
+            if fetched.format in formats.DISK_FORMATS:
+                # A copy: a second link would count as a use of both.
+                _copy(plain, master)
+            else:
+                fetcher.convert_fetched(fetched, master, 'raw', source.href,
+                                        progress=args['progress'])
+                meta = dict(meta, format='raw',
+                            size=os.stat(master).st_size,
+                            virtual_size=fetched.virtual_size)
+        meta['validated_at'] = time.time()
+        cache_masters.write_meta(master, meta, durable=True)
+        return meta
 
     def _fresh_meta(self, source, master, started, expected,
                     expected_format):
@@ -348,10 +410,14 @@ class ImageCache:
     def clean_up(self, amount=None):
         """Evict unused masters: expired first, then LRU under the cap.
 
+        A cache directory that does not exist is left so: nothing to free.
+
         :param amount: bytes to free, or None for TTL and size cap alone.
         :returns: the bytes freed.
         :raises: ImageCacheError when the directory cannot be read.
         """
+        if not os.path.isdir(self.master_dir):
+            return 0
         return self._guarded(cache_eviction.clean_up, self.cache_ttl,
                              self.cache_size, amount)
 
@@ -412,7 +478,33 @@ def _format_permitted(fmt, expected_format):
                 and not gate.format_matches(fmt, expected_format))
 
 
-def _result(dest, master, hit, meta):
-    return CachedImage(dest, master, hit, meta.get('format'),
+class _Found(typing.NamedTuple):
+    """What the lookup of a master found, under its lock."""
+
+    meta: typing.Optional[dict]
+    hit: bool
+    reason: typing.Optional[str] = None
+    converted: bool = False
+
+
+def _copy(source, dest):
+    part = fileutils.part_path(dest)
+    try:
+        cache_masters.copy_sparse(source, part)
+    except BaseException:
+        fileutils.remove_quietly(part)
+        raise
+    fileutils.commit(part, dest)
+
+
+def _bypassed(dest, fetched, reason):
+    return CachedImage(dest, None, False, fetched.format,
+                       fetched.virtual_size, fetched.size, fetched.checksum,
+                       reason)
+
+
+def _result(dest, master, found):
+    meta = found.meta
+    return CachedImage(dest, master, found.hit, meta.get('format'),
                        meta.get('virtual_size'), meta['size'],
-                       meta.get('checksum'))
+                       meta.get('checksum'), None, found.converted)
