@@ -32,7 +32,6 @@ malformed href, a bad checksum, a disabled scheme, a usage error).
 """
 
 import importlib
-import importlib.metadata
 import logging
 import sys
 import warnings
@@ -66,6 +65,9 @@ def _exit_code(error):
 
 
 def _version():
+    # Not imported at the top: it costs more than the rest of --help.
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(PROG)
     except importlib.metadata.PackageNotFoundError:
