@@ -45,11 +45,9 @@ enough space is free. It runs after each download, and before one when
 the disk lacks room for it.
 """
 
-import collections
 import os
 import threading
 import time
-import typing
 
 from oslo_log import log as logging
 from oslo_utils import units
@@ -58,6 +56,7 @@ from ironic_images._i18n import _
 from ironic_images.cache import eviction as cache_eviction
 from ironic_images.cache import locks as cache_locks
 from ironic_images.cache import masters as cache_masters
+from ironic_images.cache import outcomes
 from ironic_images.common import fileutils
 from ironic_images.common import masking
 from ironic_images.conf import CONF
@@ -73,33 +72,6 @@ RAW_SUFFIX = '.raw'
 # Master directories whose crash leftovers this process has removed.
 _PREPARED = set()
 _PREPARED_LOCK = threading.Lock()
-
-CachedImage = collections.namedtuple(
-    'CachedImage', ['path', 'master', 'hit', 'format', 'virtual_size',
-                    'size', 'checksum', 'reason', 'converted'],
-    defaults=(None, False))
-CachedImage.__doc__ = """What :meth:`ImageCache.fetch_image` put in place.
-
-:ivar path: the destination.
-:ivar master: the master it is linked to, or None when the cache was
-    bypassed.
-:ivar hit: True when no download was needed.
-:ivar format: the format of the file (``raw`` after a conversion).
-:ivar virtual_size: the disk size it describes, or None.
-:ivar size: its size in bytes.
-:ivar checksum: ``algo:hex`` verified when it was downloaded, or None.
-:ivar reason: why the cache was bypassed (``master`` None), else None.
-:ivar converted: True when the raw master was made, without a download,
-    from the cached master of the image as it came.
-"""
-
-# Why an image is not cached, as CachedImage.reason says it.
-LOCAL_REASON = _('the image is a file of this host already')
-NO_CACHE_REASON = _('its image service says not to cache it (an HTTP '
-                    'server\'s Cache-Control: no-store)')
-NO_VALIDATOR_REASON = _('nothing would tell a new version of it from the '
-                        'cached one (no ETag, Last-Modified, checksum or '
-                        'digest)')
 
 
 class ImageCache:
@@ -147,7 +119,7 @@ class ImageCache:
         :param progress: ``progress(done, total)`` callable, or None.
         :param cpu_arch: for an ``oci://`` index: the architecture whose
             artifact to fetch (the node's), or None for any.
-        :returns: a :class:`CachedImage`.
+        :returns: a :class:`~ironic_images.cache.outcomes.CachedImage`.
         :raises: what :func:`ironic_images.fetch.fetcher.fetch` raises
             (ImageChecksumError, ImageUnacceptable, ...: the master is then
             left as it was); what the driver's revalidation raises;
@@ -180,7 +152,7 @@ class ImageCache:
             # Nothing to keep a copy of: the cache directory is not even
             # created, and no lock file is.
             fetched = self._fetch(source.href, dest, args)
-            return _bypassed(dest, fetched, LOCAL_REASON)
+            return outcomes.bypassed(dest, fetched, outcomes.LOCAL_REASON)
         self._prepare()
         name = source.name + (RAW_SUFFIX if force_raw else '')
         master = os.path.join(self.master_dir, name)
@@ -196,40 +168,41 @@ class ImageCache:
             with cache_locks.download_slot(self.master_dir,
                                            CONF.download.concurrency):
                 fetched = self._fetch(source.href, dest, args)
-            return _bypassed(dest, fetched, found.reason)
+            return outcomes.bypassed(dest, fetched, found.reason)
         handout.finish()
         if not found.hit or found.converted:
             self.clean_up()
         elif progress is not None:
             progress(found.meta['size'], found.meta['size'])
-        return _result(dest, master, found)
+        return outcomes.result(dest, master, found)
 
     def _master_for(self, source, master, started, args):
         """Find, convert or download a master, holding its lock.
 
-        :returns: a :class:`_Found`; its ``meta`` is None when the image
-            may not be cached (the master, if any, is removed).
+        :returns: a :class:`~ironic_images.cache.outcomes.Found`; its
+            ``meta`` is None when the image may not be cached (the master,
+            if any, is removed).
         """
         meta = self._fresh_meta(source, master, started, args['expected'],
                                 args['expected_format'])
         if meta is not None:
             LOG.debug('Master-image cache hit for %s',
                       masking.mask_href(source.href))
-            return _Found(meta, True)
+            return outcomes.Found(meta, True)
         properties = source.properties or source.service.show(source.href)
         if cache_masters.validators(source, properties) is None:
             LOG.debug('Not caching %s: its server says not to, or gives no '
                       'way to revalidate it', masking.mask_href(source.href))
             self._forget(master)
-            return _Found(None, False, reason=(
-                NO_CACHE_REASON if properties.get('no_cache')
-                else NO_VALIDATOR_REASON))
+            return outcomes.Found(None, False, reason=(
+                outcomes.NO_CACHE_REASON if properties.get('no_cache')
+                else outcomes.NO_VALIDATOR_REASON))
         if args['force_raw']:
             meta = self._raw_from_master(source, master, started, args)
             if meta is not None:
-                return _Found(meta, True, converted=True)
-        return _Found(self._download(source, master, properties, args),
-                      False)
+                return outcomes.Found(meta, True, converted=True)
+        return outcomes.Found(
+            self._download(source, master, properties, args), False)
 
     def _raw_from_master(self, source, master, started, args):
         """Make a raw master from the cached master of the image as it came.
@@ -478,15 +451,6 @@ def _format_permitted(fmt, expected_format):
                 and not gate.format_matches(fmt, expected_format))
 
 
-class _Found(typing.NamedTuple):
-    """What the lookup of a master found, under its lock."""
-
-    meta: typing.Optional[dict]
-    hit: bool
-    reason: typing.Optional[str] = None
-    converted: bool = False
-
-
 def _copy(source, dest):
     part = fileutils.part_path(dest)
     try:
@@ -495,16 +459,3 @@ def _copy(source, dest):
         fileutils.remove_quietly(part)
         raise
     fileutils.commit(part, dest)
-
-
-def _bypassed(dest, fetched, reason):
-    return CachedImage(dest, None, False, fetched.format,
-                       fetched.virtual_size, fetched.size, fetched.checksum,
-                       reason)
-
-
-def _result(dest, master, found):
-    meta = found.meta
-    return CachedImage(dest, master, found.hit, meta.get('format'),
-                       meta.get('virtual_size'), meta['size'],
-                       meta.get('checksum'), None, found.converted)

@@ -75,7 +75,12 @@ class ReadProgress:
         self._thread = None
 
     def on_execute(self, process):
-        """Start watching a process that has just started."""
+        """Start watching a process that has just started.
+
+        Reports ``(0, total)`` first: a display then knows a new step has
+        begun, however quickly it ends.
+        """
+        self._report(0)
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._watch, args=(process.pid,), daemon=True,
@@ -92,11 +97,14 @@ class ReadProgress:
     def _watch(self, pid):
         while not self._stop.wait(self._interval):
             done = bytes_read(pid)
-            if done is None:
+            if done is None or not self._report(done):
                 return
-            try:
-                self._progress(min(done, self._total), self._total)
-            except Exception:
-                # A display that fails must not fail the conversion.
-                LOG.debug('Progress callback failed', exc_info=True)
-                return
+
+    def _report(self, done):
+        try:
+            self._progress(min(done, self._total), self._total)
+        except Exception:
+            # A display that fails must not fail the conversion.
+            LOG.debug('Progress callback failed', exc_info=True)
+            return False
+        return True

@@ -32,6 +32,7 @@ from ironic_images.cache import cache
 from ironic_images.cache import eviction as cache_eviction
 from ironic_images.cache import locks as cache_locks
 from ironic_images.cache import masters as cache_masters
+from ironic_images.cache import outcomes
 from ironic_images.common import fileutils
 from ironic_images import exception
 from ironic_images.fetch import fetcher
@@ -770,14 +771,14 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertIsNone(self.fetch('one').master)
         result = self.fetch('two')
         self.assertIsNone(result.master)
-        self.assertEqual(cache.NO_VALIDATOR_REASON, result.reason)
+        self.assertEqual(outcomes.NO_VALIDATOR_REASON, result.reason)
         self.assertEqual(2, len(self.fetches))
         self.assertEqual([], self.names())
 
     def test_no_cache_says_why(self):
         self.service.no_cache = True
         result = self.fetch('one')
-        self.assertEqual((None, False, cache.NO_CACHE_REASON),
+        self.assertEqual((None, False, outcomes.NO_CACHE_REASON),
                          (result.master, result.hit, result.reason))
 
     def test_local_image_touches_no_cache_directory(self):
@@ -788,7 +789,7 @@ class ImageCacheTestCase(FakeCacheTestCase):
         for force_raw in (False, True):
             result = local_cache.fetch_image('file:///srv/disk.img', dest,
                                              force_raw=force_raw)
-            self.assertEqual((None, False, cache.LOCAL_REASON),
+            self.assertEqual((None, False, outcomes.LOCAL_REASON),
                              (result.master, result.hit, result.reason))
         self.assertEqual([False, True], [f['raw'] for f in self.fetches])
         self.assertFalse(os.path.exists(absent))

@@ -51,6 +51,7 @@ class ReadProgressTestCase(base.TestCase):
         process.wait()
         watcher.on_completion(process)
         self.assertGreater(len(seen), 2, seen)
+        self.assertEqual((0, total), seen[0])
         self.assertEqual({total}, {of for _done, of in seen})
         dones = [done for done, _of in seen]
         self.assertEqual(sorted(dones), dones)
