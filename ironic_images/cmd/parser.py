@@ -95,7 +95,8 @@ def _add_global_options(parser, sub=False):
             'Default: [oci]authentication_config, else the first of '
             '$REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, '
             '~/.config/containers/auth.json and '
-            '${DOCKER_CONFIG:-~/.docker}/config.json that exists.')
+            '${DOCKER_CONFIG:-~/.docker}/config.json with credentials for '
+            'the registry.')
     _global(group, sub, '--ca-file', merge=_VALUE, metavar='PATH',
             help='CA bundle to verify the TLS certificates of web servers, '
             'registries and Glance with.')

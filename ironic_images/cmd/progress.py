@@ -66,6 +66,7 @@ class Progress:
         self._last = 0.0
         self._samples = [(now, 0)]
         self._complete = False
+        self._done_at = None
 
     @property
     def label(self):
@@ -78,8 +79,10 @@ class Progress:
                     self._complete):
                 self._next_step()
             self._state = (done, total)
-            self._complete = bool(total) and done >= total
             now = time.monotonic()
+            self._complete = bool(total) and done >= total
+            if self._complete and self._done_at is None:
+                self._done_at = now
             self._samples.append((now, done))
             while len(self._samples) > 2 and (
                     now - self._samples[1][0] > _WINDOW):
@@ -103,7 +106,12 @@ class Progress:
         return max(done - first_done, 0) / max(now - first_time, 1e-3)
 
     def _draw(self, done, total, now):
-        rate = self._rate(done, now)
+        if self._complete:
+            # A finished step keeps its figures, however long it is shown.
+            now = self._done_at
+            rate = done / max(now - self._start, 1e-3)
+        else:
+            rate = self._rate(done, now)
         text = output.human_size(done)
         if total:
             text = '%s / %s  %3d%%' % (text, output.human_size(total),
@@ -111,7 +119,7 @@ class Progress:
         text += '  %s/s' % output.human_size(rate)
         if total and done < total and rate > 0:
             text += '  ETA %s' % _duration((total - done) / rate)
-        elif total and done >= total:
+        elif self._complete:
             text += '  in %s' % _duration(now - self._start)
         if self.label:
             text = '%s  %s' % (self.label, text)

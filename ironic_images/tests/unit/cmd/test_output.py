@@ -121,7 +121,11 @@ class ProgressTestCase(base.TestCase):
         bar(12 * MIB, 12 * MIB)
         self.assertTrue(stream.getvalue().endswith(
             '12.0 MiB / 12.0 MiB  100%  1.5 MiB/s  in 0:08\033[K'))
+        # Drawn again later (at the end of the command): the same figures.
+        self.clock.now += 30
         bar.close()
+        self.assertTrue(stream.getvalue().endswith(
+            '12.0 MiB / 12.0 MiB  100%  1.5 MiB/s  in 0:08\033[K\n'))
         self.assertEqual(1, stream.getvalue().count('\n'))
         self.assertTrue(stream.getvalue().endswith('\n'))
 
