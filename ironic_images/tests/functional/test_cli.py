@@ -185,6 +185,30 @@ class TestOptionsAndOutput(CommandLineTestCase):
         self.assertNothingLeft()
 
 
+class TestWebServerCredentials(CommandLineTestCase):
+
+    def test_creds_for_basic_auth(self):
+        htpasswd = nginx.make_htpasswd(os.path.join(self.tmp, 'htpasswd'),
+                                       'bob', 'pw-77')
+        server = self.useFixture(nginx.NginxFixture(self.root,
+                                                    htpasswd=htpasswd))
+        name = self.image('qcow2')
+        url = server.url_for(name)
+        self.assertOneLineError(self.run_cli('fetch', url, self.dest()), 1,
+                                'HTTP 401')
+        result = self.run_cli('fetch', url, self.dest(), '--creds',
+                              'bob:pw-77')
+        self.assertSucceeded(result)
+        self.assertEqual(read(os.path.join(self.root, name)),
+                         read(self.dest()))
+        self.assertNotIn('pw-77', result.stdout)
+        # Refused without the header, served with it.
+        seen = {(e['method'], e['status'], e['authorization'])
+                for e in server.requests_log()}
+        self.assertIn(('HEAD', 401, False), seen)
+        self.assertIn(('GET', 200, True), seen)
+
+
 class TestLocalFiles(CommandLineTestCase):
     """A path typed at a terminal: the person's file, the same pipeline."""
 
