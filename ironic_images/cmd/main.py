@@ -92,11 +92,11 @@ def main(argv=None):
     if args.version:
         sys.stdout.write('%s %s\n' % (PROG, _version()))
         return 0
-    with _logging(args), warnings.catch_warnings():
+    with _Logging(args), warnings.catch_warnings():
         return _run(args)
 
 
-class _logging:
+class _Logging:
     """Logs to standard error at the level the command line asks.
 
     Nothing below CRITICAL by default: the command's result, or its one
