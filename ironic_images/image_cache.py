@@ -13,7 +13,8 @@
 """The master-image cache: the public face of :mod:`ironic_images.cache`."""
 
 from ironic_images.cache import cache
+from ironic_images.cache import outcomes
 
-CachedImage = cache.CachedImage
+CachedImage = outcomes.CachedImage
 ImageCache = cache.ImageCache
 RAW_SUFFIX = cache.RAW_SUFFIX

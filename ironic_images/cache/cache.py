@@ -23,7 +23,6 @@ size (:mod:`ironic_images.cache.eviction`). How: the contributor guide's
 "The master-image cache inside".
 """
 
-import collections
 import os
 import threading
 import time
@@ -35,12 +34,14 @@ from ironic_images._i18n import _
 from ironic_images.cache import eviction as cache_eviction
 from ironic_images.cache import locks as cache_locks
 from ironic_images.cache import masters as cache_masters
+from ironic_images.cache import outcomes
 from ironic_images.common import fileutils
 from ironic_images.common import masking
 from ironic_images.conf import CONF
 from ironic_images import exception
 from ironic_images.fetch import fetcher
 from ironic_images.formats import gate
+from ironic_images.formats import names as formats
 from ironic_images.image_service import checksum_files
 
 LOG = logging.getLogger(__name__)
@@ -49,21 +50,6 @@ RAW_SUFFIX = '.raw'
 # Master directories whose crash leftovers this process has removed.
 _PREPARED = set()
 _PREPARED_LOCK = threading.Lock()
-
-CachedImage = collections.namedtuple(
-    'CachedImage', ['path', 'master', 'hit', 'format', 'virtual_size',
-                    'size', 'checksum'])
-CachedImage.__doc__ = """What :meth:`ImageCache.fetch_image` put in place.
-
-:ivar path: the destination.
-:ivar master: the master it is linked to, or None when the cache was
-    bypassed (``no_cache``).
-:ivar hit: True when no download was needed.
-:ivar format: the format of the file (``raw`` after a conversion).
-:ivar virtual_size: the disk size it describes, or None.
-:ivar size: its size in bytes.
-:ivar checksum: ``algo:hex`` verified when it was downloaded, or None.
-"""
 
 
 class ImageCache:
@@ -111,7 +97,7 @@ class ImageCache:
         :param progress: ``progress(done, total)`` callable, or None.
         :param cpu_arch: for an ``oci://`` index: the architecture whose
             artifact to fetch (the node's), or None for any.
-        :returns: a :class:`CachedImage`.
+        :returns: a :class:`~ironic_images.cache.outcomes.CachedImage`.
         :raises: what :func:`ironic_images.fetch.fetcher.fetch` raises
             (ImageChecksumError, ImageUnacceptable, ...: the master is then
             left as it was); what the driver's revalidation raises;
@@ -134,57 +120,106 @@ class ImageCache:
                      expected_format, expected_checksum,
                      expected_checksum_algo, image_auth_data, progress,
                      cpu_arch):
-        self._prepare()
         expected = checksum_files.resolve_checksum(
             expected_checksum, expected_checksum_algo, href)
         source = cache_masters.identify(href, ctx, image_auth_data, cpu_arch)
-        name = source.name + (RAW_SUFFIX if force_raw else '')
-        master = os.path.join(self.master_dir, name)
         args = dict(ctx=ctx, force_raw=force_raw,
                     expected_format=expected_format, expected=expected,
                     image_auth_data=image_auth_data, progress=progress)
+        if source.service.is_local:
+            # Nothing to keep a copy of: the cache directory is not even
+            # created, and no lock file is.
+            fetched = self._fetch(source.href, dest, args)
+            return outcomes.bypassed(dest, fetched, outcomes.LOCAL_REASON)
+        self._prepare()
+        name = source.name + (RAW_SUFFIX if force_raw else '')
+        master = os.path.join(self.master_dir, name)
         handout = cache_masters.HandOut(master, dest, href)
         # The lock is held to find, revalidate or download the master and
         # to link it; the destination is put in place after, so waiters
         # do not queue behind one another's fsyncs.
         with cache_locks.image_lock(self.master_dir, name):
             found = self._master_for(source, master, started, args)
-            if found is not None:
+            if found.meta is not None:
                 handout.take()
-        if found is None:
+        if found.meta is None:
             with cache_locks.download_slot(self.master_dir,
                                            CONF.download.concurrency):
                 fetched = self._fetch(source.href, dest, args)
-            return CachedImage(dest, None, False, fetched.format,
-                               fetched.virtual_size, fetched.size,
-                               fetched.checksum)
-        meta, hit = found
+            return outcomes.bypassed(dest, fetched, found.reason)
         handout.finish()
-        if not hit:
+        if not found.hit or found.converted:
             self.clean_up()
         elif progress is not None:
-            progress(meta['size'], meta['size'])
-        return _result(dest, master, hit, meta)
+            progress(found.meta['size'], found.meta['size'])
+        return outcomes.result(dest, master, found)
 
     def _master_for(self, source, master, started, args):
-        """Find or download a master, holding its lock.
+        """Find, convert or download a master, holding its lock.
 
-        :returns: ``(sidecar, hit)``, or None when the image may not be
-            cached (the master, if any, is removed).
+        :returns: a :class:`~ironic_images.cache.outcomes.Found`; its
+            ``meta`` is None when the image may not be cached (the master,
+            if any, is removed).
         """
         meta = self._fresh_meta(source, master, started, args['expected'],
                                 args['expected_format'])
         if meta is not None:
             LOG.debug('Master-image cache hit for %s',
                       masking.mask_href(source.href))
-            return meta, True
+            return outcomes.Found(meta, True)
         properties = source.properties or source.service.show(source.href)
         if cache_masters.validators(source, properties) is None:
             LOG.debug('Not caching %s: its server says not to, or gives no '
                       'way to revalidate it', masking.mask_href(source.href))
             self._forget(master)
-            return None
-        return self._download(source, master, properties, args), False
+            return outcomes.Found(None, False, reason=(
+                outcomes.NO_CACHE_REASON if properties.get('no_cache')
+                else outcomes.NO_VALIDATOR_REASON))
+        if args['force_raw']:
+            meta = self._raw_from_master(source, master, started, args)
+            if meta is not None:
+                return outcomes.Found(meta, True, converted=True)
+        return outcomes.Found(
+            self._download(source, master, properties, args), False)
+
+    def _raw_from_master(self, source, master, started, args):
+        """Make a raw master from the cached master of the image as it came.
+
+        Holding the lock of the raw master, it takes the other's: the
+        order is always raw, then the other, so two callers cannot wait
+        for each other.
+
+        :returns: the raw master's sidecar, or None when the other master
+            is missing or may not be handed out (then download).
+        """
+        plain = master[:-len(RAW_SUFFIX)]
+        with cache_locks.image_lock(self.master_dir,
+                                    os.path.basename(plain)):
+            meta = self._fresh_meta(source, plain, started, args['expected'],
+                                    args['expected_format'])
+            if meta is None:
+                return None
+            LOG.info('Converting the cached master %(plain)s (%(format)s) '
+                     'to raw for %(href)s', {
+                         'plain': plain, 'format': meta.get('format'),
+                         'href': masking.mask_href(source.href)})
+            fetched = fetcher.FetchedImage(
+                plain, meta['size'], meta.get('format'),
+                meta.get('virtual_size'), meta.get('checksum'),
+                meta.get('compression'), None)
+            self._make_room(meta.get('virtual_size') or 0)
+            if fetched.format in formats.DISK_FORMATS:
+                # A copy: a second link would count as a use of both.
+                _copy(plain, master)
+            else:
+                fetcher.convert_fetched(fetched, master, 'raw', source.href,
+                                        progress=args['progress'])
+                meta = dict(meta, format='raw',
+                            size=os.stat(master).st_size,
+                            virtual_size=fetched.virtual_size)
+        meta['validated_at'] = time.time()
+        cache_masters.write_meta(master, meta, durable=True)
+        return meta
 
     def _fresh_meta(self, source, master, started, expected,
                     expected_format):
@@ -326,10 +361,14 @@ class ImageCache:
     def clean_up(self, amount=None):
         """Evict unused masters: expired first, then LRU under the cap.
 
+        A cache directory that does not exist is left so: nothing to free.
+
         :param amount: bytes to free, or None for TTL and size cap alone.
         :returns: the bytes freed.
         :raises: ImageCacheError when the directory cannot be read.
         """
+        if not os.path.isdir(self.master_dir):
+            return 0
         return self._guarded(cache_eviction.clean_up, self.cache_ttl,
                              self.cache_size, amount)
 
@@ -390,7 +429,11 @@ def _format_permitted(fmt, expected_format):
                 and not gate.format_matches(fmt, expected_format))
 
 
-def _result(dest, master, hit, meta):
-    return CachedImage(dest, master, hit, meta.get('format'),
-                       meta.get('virtual_size'), meta['size'],
-                       meta.get('checksum'))
+def _copy(source, dest):
+    part = fileutils.part_path(dest)
+    try:
+        cache_masters.copy_sparse(source, part)
+    except BaseException:
+        fileutils.remove_quietly(part)
+        raise
+    fileutils.commit(part, dest)

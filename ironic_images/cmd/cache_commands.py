@@ -17,15 +17,16 @@ and TTL, as a service sharing that directory would.
 """
 
 import datetime
-import json
-import sys
+import time
 
 from oslo_utils import units
 
 from ironic_images.cmd import commands
+from ironic_images.cmd import output
+from ironic_images.cmd import parser
 from ironic_images.cmd import progress
+from ironic_images.cmd import sources
 from ironic_images.common import masking
-from ironic_images.conf import CONF
 from ironic_images import image_cache
 
 _LIST_ROW = '%-10s %-6s %-19s %-7s %s'
@@ -40,89 +41,108 @@ def _when(epoch):
         '%Y-%m-%d %H:%M:%S')
 
 
-def cache_list():
-    """Print the master images, least recently used first."""
-    # A sidecar holds a masked href; one written by hand might not.
-    masters = masking.mask_hrefs_in(image_cache.ImageCache().list())
-    if CONF.command.json:
-        json.dump(masters, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write('\n')
-        return
-    sys.stdout.write(_LIST_ROW % ('MiB', 'in use', 'last used', 'format',
-                                  'image') + '\n')
+def _ago(seconds):
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return '%d min' % minutes
+    return '%.1f h' % (seconds / 3600)
+
+
+def cache_list(args):
+    """List the master images, least recently used first."""
+    cache = image_cache.ImageCache()
+    masters = cache.list()
     for master in masters:
-        sys.stdout.write(_LIST_ROW % (
+        # A sidecar holds a masked href; one written by hand might not.
+        if master.get('href'):
+            master['href'] = masking.mask_href(master['href'])
+    lines = [_LIST_ROW % ('MiB', 'in use', 'last used', 'format', 'image')]
+    for master in masters:
+        lines.append(_LIST_ROW % (
             _mib(master['allocated']), 'yes' if master['in_use'] else 'no',
             _when(master['last_used']), master['format'] or '-',
             (master['href'] or master['name'])
             + (' [raw]' if master['name'].endswith(image_cache.RAW_SUFFIX)
-               else '')) + '\n')
+               else '')))
     total = sum(master['allocated'] for master in masters)
-    sys.stdout.write('%d master(s), %s MiB in %s\n' % (
-        len(masters), _mib(total), CONF.image_cache.master_path))
+    lines.append('%d master(s), %s MiB in %s' % (
+        len(masters), _mib(total), cache.master_dir))
+    return output.Result(rows=masters, text=lines)
 
 
-def cache_clean():
+def _why_kept(masters, freed_names, cache):
+    """Say why the masters left were not evicted."""
+    left = [m for m in masters if m['name'] not in freed_names]
+    if not left:
+        return []
+    in_use = [m for m in left if m['in_use']]
+    now = time.time()
+    recent = [m for m in left if not m['in_use']]
+    reasons = []
+    if in_use:
+        reasons.append('%d in use (linked to a destination)' % len(in_use))
+    if recent:
+        newest = min(now - m['last_used'] for m in recent)
+        reasons.append('%d unused, the most recent used %s ago (they '
+                       'expire after %s)' % (
+                           len(recent), _ago(newest),
+                           _ago(cache.cache_ttl)))
+    total = sum(m['allocated'] for m in left)
+    reasons.append('%s MiB kept, under the %s MiB cap' % (
+        _mib(total), _mib(cache.cache_size)))
+    return reasons
+
+
+def cache_clean(args):
     """Evict unused masters: expired ones, then down to the size cap."""
-    amount = CONF.command.amount
+    amount = args.amount
     if amount is not None and amount < 0:
-        raise commands.UsageError('--amount must not be negative')
-    freed = image_cache.ImageCache().clean_up(
-        amount * units.Mi if amount is not None else None)
-    sys.stderr.write('Freed %s MiB in %s\n'
-                     % (_mib(freed), CONF.image_cache.master_path))
-
-
-def cache_fetch():
-    """Put an image at a path, through the cache."""
-    args = CONF.command
-    path = commands.check_destination(args.dest)
-    bar = progress.Progress()
-    try:
-        result = image_cache.ImageCache().fetch_image(
-            args.href, path, force_raw=args.raw,
-            expected_format=args.format, expected_checksum=args.checksum,
-            expected_checksum_algo=args.checksum_algo,
-            progress=bar if bar.enabled else None)
-    finally:
-        bar.close()
-    if result.master is None:
-        how = 'not cached'
+        raise parser.UsageError('--amount must not be negative')
+    cache = image_cache.ImageCache()
+    before = cache.list()
+    freed = cache.clean_up(amount * units.Mi if amount is not None
+                           else None)
+    after = {master['name'] for master in cache.list()}
+    evicted = sorted(m['name'] for m in before if m['name'] not in after)
+    fields = {'master_path': cache.master_dir, 'freed': freed,
+              'evicted': evicted, 'masters': len(before),
+              'kept': len(before) - len(evicted)}
+    line = 'Freed %s MiB in %s' % (_mib(freed), cache.master_dir)
+    if not before:
+        line += ': the cache is empty'
     else:
-        how = 'cache hit' if result.hit else 'downloaded'
-    sys.stderr.write('Wrote %s (%s, %s)\n' % (args.dest, result.format, how))
+        line += ': %d of %d master(s) evicted' % (
+            len(evicted), len(before))
+        reasons = _why_kept(before, set(evicted), cache)
+        if reasons:
+            line += '; ' + '; '.join(reasons)
+    return output.Result(fields, [line])
 
 
-def add_parsers(subparsers):
-    """Register ``cache`` and its ``list``, ``clean`` and ``fetch``.
-
-    :param subparsers: the argparse sub-parsers action.
-    """
-    cache = subparsers.add_parser(
-        'cache', help='The master-image cache of [image_cache]master_path.')
-    actions = cache.add_subparsers(title='Cache commands',
-                                   dest='cache_command', metavar='ACTION')
-    actions.required = True
-
-    parser = actions.add_parser(
-        'list', help='List the master images, least recently used first.')
-    parser.add_argument('--json', action='store_true', help='Print JSON.')
-    parser.set_defaults(func=cache_list)
-
-    parser = actions.add_parser(
-        'clean', help='Evict unused masters: those unused for longer than '
-        '[image_cache]ttl_minutes, then the least recently used down to '
-        '[image_cache]size_mb.')
-    parser.add_argument('--amount', type=int, metavar='MIB',
-                        help='Also free at least this many MiB, if unused '
-                        'masters allow.')
-    parser.set_defaults(func=cache_clean)
-
-    parser = actions.add_parser(
-        'fetch', help='Put an image at DEST through the cache: a hardlink '
-        'to its master, downloaded once.')
-    commands.add_fetch_arguments(parser)
-    parser.add_argument('--raw', action='store_true',
-                        help='Cache and hand out the image converted to '
-                        'raw.')
-    parser.set_defaults(func=cache_fetch)
+def cache_fetch(args):
+    """Put an image at a path, through the cache."""
+    dest = commands.check_destination(args.dest)
+    with sources.open_image(args.image, args, args.overrides) as source, \
+            progress.Progress(labels=(None, 'converting')) as bar:
+        result = image_cache.ImageCache().fetch_image(
+            source.href, dest, force_raw=args.raw,
+            expected_format=args.disk_format,
+            expected_checksum=args.checksum,
+            expected_checksum_algo=args.checksum_algo,
+            image_auth_data=source.auth_data, progress=bar.callback(),
+            cpu_arch=args.arch)
+    if result.master is None:
+        how = 'not cached: %s' % result.reason
+        cached = 'no'
+    elif result.converted:
+        how, cached = 'converted from the cached master', 'converted'
+    elif result.hit:
+        how, cached = 'cache hit', 'hit'
+    else:
+        how, cached = 'downloaded into the cache', 'downloaded'
+    fields = {'dest': args.dest, 'format': result.format, 'size': result.size,
+              'virtual_size': result.virtual_size,
+              'checksum': result.checksum, 'master': result.master,
+              'cached': cached, 'reason': result.reason}
+    return output.Result(fields, ['Wrote %s (%s, %s)' % (
+        args.dest, result.format, how)])

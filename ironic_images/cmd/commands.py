@@ -10,31 +10,29 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The sub-commands of ``ironic-images``."""
+"""The ``show`` and ``download`` sub-commands, and what commands share.
 
-import datetime
-import json
+Each command takes the parsed command line and returns an
+:class:`ironic_images.cmd.output.Result`. A tag (or an index) is
+resolved by the driver contract's ``resolve``, the one place that does
+it for every command, as ``fetch`` does.
+"""
+
 import os
+import stat
 import sys
 
+from ironic_images.cmd import output
+from ironic_images.cmd import parser
 from ironic_images.cmd import progress
+from ironic_images.cmd import sources
 from ironic_images.common import masking
-from ironic_images.conf import CONF
 from ironic_images import image_service
 from ironic_images.sink import destination
 
-#: The destination that stands for standard output.
-STDOUT = '-'
-
-
-class UsageError(Exception):
-    """The command line is wrong in a way argparse cannot tell."""
-
-
-def _json_default(value):
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    return str(value)
+# The fields of show shown first, in this order; the others follow.
+_SHOW_ORDER = ('resolved_from', 'href', 'size', 'disk_format', 'checksum',
+               'digest', 'updated_at')
 
 
 def check_destination(dest):
@@ -47,89 +45,95 @@ def check_destination(dest):
         is open on).
     :raises: UsageError
     """
-    if dest == STDOUT:
+    if dest == output.STDOUT:
         if sys.stdout.isatty():
-            raise UsageError('standard output is a terminal; redirect it '
-                             'or give a file to write')
+            raise parser.UsageError('standard output is a terminal; '
+                                    'redirect it or give a file to write')
         sys.stdout.flush()
         return '/proc/self/fd/1'
     if os.path.isdir(dest):
-        raise UsageError('%s is a directory; give the file to write' % dest)
+        raise parser.UsageError('%s is a directory; give the file to write'
+                                % dest)
     if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        raise UsageError('the directory of %s does not exist' % dest)
+        raise parser.UsageError('the directory of %s does not exist' % dest)
     return dest
 
 
-def show():
-    """Print the properties of an image as JSON."""
-    href = CONF.command.href
-    properties = image_service.get_image_service(href).show(href)
+def written_size(path):
+    """The size of a regular file written, or None for a device or stream.
+
+    :param path: what a command wrote.
+    """
+    st = os.stat(path)
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def resolve(service, source, cpu_arch):
+    """The one image a source names today (an OCI tag resolved).
+
+    :param service: the source's driver.
+    :param source: a :class:`~ironic_images.cmd.sources.Source`.
+    :param cpu_arch: the architecture to pick from an index, or None.
+    :returns: a :class:`~ironic_images.image_service.base.ResolvedImage`.
+    """
+    if source.auth_data is not None and service.is_auth_set_needed:
+        service.set_image_auth(source.href, source.auth_data)
+    return service.resolve(source.href, cpu_arch=cpu_arch)
+
+
+def display_href(source, href):
+    """What to call an href in output: the path for a local file."""
+    if source.local is not None and href == source.href:
+        return source.local
+    return masking.mask_href(href)
+
+
+def show(args):
+    """Print the properties of an image; a tag is resolved first."""
+    with sources.open_image(args.image, args, args.overrides) as source:
+        service = image_service.get_image_service(source.href)
+        resolved = resolve(service, source, args.arch)
+        properties = resolved.properties
+        if properties is None:
+            properties = service.show(resolved.href)
     # Printed for a person: hrefs masked, as in the logs.
-    json.dump(masking.mask_hrefs_in(properties), sys.stdout, indent=2,
-              sort_keys=True, default=_json_default)
-    sys.stdout.write('\n')
+    fields = masking.mask_hrefs_in(dict(properties))
+    fields['href'] = display_href(source, resolved.href)
+    if resolved.href != source.href:
+        fields['resolved_from'] = display_href(source, source.href)
+    return output.Result(fields, output.field_lines(fields, _SHOW_ORDER))
 
 
-def download():
-    """Download an image to a file, atomically, verifying its checksum."""
-    href, dest = CONF.command.href, CONF.command.dest
-    path = check_destination(dest)
-    service = image_service.get_image_service(href)
-    bar = progress.Progress()
-    # Only a driver that reports progress takes the argument.
-    reporting = ({'progress': bar}
-                 if bar.enabled and service.reports_progress else {})
-    try:
-        with destination.open_destination(path, href) as image_file:
-            service.download(href, image_file,
-                             checksum=CONF.command.checksum,
-                             checksum_algo=CONF.command.checksum_algo,
-                             **reporting)
-    finally:
-        bar.close()
-    verified = service.transfer_verified_checksum
-    sys.stderr.write('Wrote %s%s\n' % (
-        dest, ' (verified %s)' % verified if verified else ''))
+def download(args):
+    """Download an image as served, verifying its checksum.
 
-
-DEST_HELP = ('Where to write: a file (replaced atomically), a block device '
-             '(written in place), a FIFO or a character device, or - for '
-             'standard output.')
-
-
-def add_fetch_arguments(parser):
-    """Add what every fetching command takes: HREF, DEST and the checks.
-
-    :param parser: the sub-command's argparse parser.
+    A regular file is replaced atomically; a device, a FIFO or standard
+    output (``-``) is written in place.
     """
-    parser.add_argument('href', help='The image reference.')
-    parser.add_argument('dest', help=DEST_HELP)
-    parser.add_argument('--checksum',
-                        help='Expected checksum of the bytes served: '
-                        'ALGO:HEX, bare hex or a checksum file URL.')
-    parser.add_argument('--checksum-algo',
-                        help='Algorithm of a bare-hex --checksum.')
-    parser.add_argument('--format',
-                        help='The declared disk format; the image must '
-                        'match it.')
-
-
-def add_parsers(subparsers):
-    """Register the sub-commands (the ``SubCommandOpt`` handler).
-
-    :param subparsers: the argparse sub-parsers action.
-    """
-    parser = subparsers.add_parser(
-        'show', help='Print the properties of an image as JSON.')
-    parser.add_argument('href', help='The image reference.')
-    parser.set_defaults(func=show)
-
-    parser = subparsers.add_parser(
-        'download', help='Download an image to a file, atomically.')
-    parser.add_argument('href', help='The image reference.')
-    parser.add_argument('dest', help=DEST_HELP)
-    parser.add_argument('--checksum',
-                        help='Expected checksum: ALGO:HEX or bare hex.')
-    parser.add_argument('--checksum-algo',
-                        help='Algorithm of a bare-hex --checksum.')
-    parser.set_defaults(func=download)
+    path = check_destination(args.dest)
+    with sources.open_image(args.image, args, args.overrides) as source:
+        service = image_service.get_image_service(source.href)
+        resolved = resolve(service, source, args.arch)
+        bar = progress.Progress(labels=('downloading',))
+        driver_progress = ({'progress': bar} if bar.enabled
+                           and service.reports_progress else {})
+        with bar, destination.open_destination(
+                path, resolved.href) as image_file:
+            service.download(resolved.href, image_file,
+                             checksum=args.checksum,
+                             checksum_algo=args.checksum_algo,
+                             **driver_progress)
+    dest = args.dest
+    fields = {'dest': dest, 'href': display_href(source, resolved.href),
+              'size': written_size(path),
+              'checksum': service.transfer_verified_checksum}
+    details = ([output.human_size(fields['size'])]
+               if fields['size'] is not None else [])
+    if fields['checksum']:
+        details.append('verified %s' % fields['checksum'])
+    line = 'Wrote %s' % dest
+    if details:
+        line += ' (%s)' % ', '.join(details)
+    if resolved.href != source.href:
+        line += ' from %s' % fields['href']
+    return output.Result(fields, [line])

@@ -255,13 +255,14 @@ def fetch_to_raw(context: typing.Any, image_href: str, path: str,
         if fetched.format in formats.DISK_FORMATS:
             commit(fetched, path, image_href)
         else:
-            convert_fetched(fetched, path, 'raw', image_href)
+            convert_fetched(fetched, path, 'raw', image_href,
+                            progress=progress)
             fetched.format = 'raw'
     return fetched
 
 
 def convert_fetched(fetched, dest, out_format, image_href,
-                    out_subformat=None):
+                    out_subformat=None, progress=None):
     """Convert a fetched image with qemu-img, after ``qemu-img info``.
 
     :param fetched: a :class:`FetchedImage` that passed the safety gate.
@@ -269,6 +270,7 @@ def convert_fetched(fetched, dest, out_format, image_href,
     :param out_format: the qemu-img output format.
     :param image_href: the image, for messages.
     :param out_subformat: a qemu-img ``subformat``, or None.
+    :param progress: ``progress(done, total)`` of the conversion, or None.
     :raises: InsufficientDiskSpace, ImageConvertFailed, InvalidImage.
     """
     src_format = formats.qemu_name(fetched.format)
@@ -284,7 +286,8 @@ def convert_fetched(fetched, dest, out_format, image_href,
                               info.virtual_size, image_href)
     qemu_convert.convert_image(fetched.path, dest, out_format, src_format,
                                out_subformat=out_subformat,
-                               image_href=image_href, source_info=info)
+                               image_href=image_href, source_info=info,
+                               progress=progress)
     fetched.virtual_size = info.virtual_size
     fetched.size = (os.stat(target.target).st_size if target.is_file
                     else info.virtual_size)

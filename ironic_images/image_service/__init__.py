@@ -18,6 +18,7 @@ only when it is listed in ``[DEFAULT]enabled_image_services``.
 """
 
 import functools
+import importlib.metadata
 import typing
 import urllib.parse
 
@@ -77,6 +78,13 @@ def is_container_registry_url(image_href: typing.Any) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _driver_class(scheme):
+    # A scheme nobody installed is answered here: asked for it, stevedore
+    # would log a warning of its own, and its only switch for that
+    # (warn_on_missing_entrypoint) is deprecated.
+    if not importlib.metadata.entry_points(group=NAMESPACE, name=scheme):
+        raise _LoadError(_('no driver is installed for it (no entry point '
+                           'named "%(scheme)s" in namespace %(ns)s)') % {
+            'scheme': scheme, 'ns': NAMESPACE})
     failures = []
 
     def _on_load_failure(_manager, entrypoint, error):
@@ -85,19 +93,16 @@ def _driver_class(scheme):
     try:
         manager = stevedore.DriverManager(
             NAMESPACE, scheme, invoke_on_load=False,
-            on_load_failure_callback=_on_load_failure,
-            warn_on_missing_entrypoint=False)
+            on_load_failure_callback=_on_load_failure)
     except stevedore.exception.NoMatches:
-        if failures:
-            entrypoint, error = failures[0]
-            reason = _('its driver %(target)s failed to load: %(error)s') % {
+        if not failures:
+            # Gone between the two looks: uninstalled meanwhile.
+            raise _LoadError(_('no driver is installed for it'))
+        entrypoint, error = failures[0]
+        raise _LoadError(
+            _('its driver %(target)s failed to load: %(error)s') % {
                 'target': getattr(entrypoint, 'value', entrypoint),
-                'error': error}
-        else:
-            reason = _('no driver is installed for it (no entry point '
-                       'named "%(scheme)s" in namespace %(ns)s)') % {
-                'scheme': scheme, 'ns': NAMESPACE}
-        raise _LoadError(reason)
+                'error': error})
     except stevedore.exception.MultipleMatches:
         raise _LoadError(_('several installed packages register a driver '
                            'for it'))

@@ -80,6 +80,11 @@ class BaseImageService(metaclass=abc.ABCMeta):
     #: counts the bytes the driver writes instead.
     reports_progress: bool = False
 
+    #: Whether the driver's images are files of this host already. The
+    #: master-image cache does not keep copies of them (nor touch its
+    #: directory for them): a caller's copy is made from the image itself.
+    is_local: bool = False
+
     def __init__(self, client=None, context=None):
         self.client = client
         self.context = context

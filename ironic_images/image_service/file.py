@@ -10,8 +10,15 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The file:// image service: images on this host's filesystem."""
+"""The file:// image service: images on this host's filesystem.
 
+A file:// href is served only from under ``[file]allowed_paths``, never
+from the always-blocked directories. :func:`trusted_local_file` lets a
+program read one more file, named by the person who runs it.
+"""
+
+import contextlib
+import contextvars
 import datetime
 import errno
 import io
@@ -39,6 +46,11 @@ MAX_TEXT_SIZE = 16 * units.Mi
 # process state, boot files and host configuration.
 ALWAYS_BLOCKED = ('/dev', '/proc', '/sys', '/boot', '/etc', '/run')
 
+# Files allowed beside [file]allowed_paths in this context (thread) only:
+# see trusted_local_file.
+_TRUSTED_FILES = contextvars.ContextVar('ironic_images_trusted_files',
+                                        default=frozenset())
+
 
 def _is_within(path, directory):
     return os.path.commonpath([path, directory]) == directory
@@ -58,6 +70,8 @@ def check_path_allowed(path, image_href):
                 image_href=image_href,
                 reason=_('%(path)s is under %(blocked)s, which is never '
                          'allowed') % {'path': path, 'blocked': blocked})
+    if path in _TRUSTED_FILES.get():
+        return
     allowed = [os.path.realpath(p) for p in CONF.file.allowed_paths if p]
     if not allowed:
         raise exception.ImageRefValidationFailed(
@@ -70,6 +84,28 @@ def check_path_allowed(path, image_href):
             reason=_('%(path)s is not under any of [file]allowed_paths '
                      '(%(allowed)s)') % {'path': path,
                                          'allowed': ', '.join(allowed)})
+
+
+@contextlib.contextmanager
+def trusted_local_file(path):
+    """Serve one local file as file:// does, outside ``[file]allowed_paths``.
+
+    For a program run by a person who names a file of theirs (the
+    ``ironic-images`` command): the allow-list protects a service from
+    the hrefs of its users, not a person from their own files. Only that
+    file (symlinks resolved) is allowed, only in the current context (the
+    calling thread), and never under :data:`ALWAYS_BLOCKED`; every other
+    check of the driver applies.
+
+    :param path: the file, absolute or relative to the working directory.
+    :returns: a context manager yielding the ``file://`` href of the file.
+    """
+    resolved = os.path.realpath(path)
+    token = _TRUSTED_FILES.set(_TRUSTED_FILES.get() | {resolved})
+    try:
+        yield 'file://' + urllib.parse.quote(resolved)
+    finally:
+        _TRUSTED_FILES.reset(token)
 
 
 def href_to_path(image_href):
@@ -119,6 +155,7 @@ class FileImageService(base.BaseImageService):
     """
 
     reports_progress = True
+    is_local = True
 
     def validate_href(self, image_href):
         """Validate a file:// href without opening the file.

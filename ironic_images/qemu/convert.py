@@ -48,6 +48,7 @@ from ironic_images.formats import inspection
 from ironic_images.formats import names as formats
 from ironic_images.qemu import info as qemu_info
 from ironic_images.qemu import process
+from ironic_images.qemu import progress as qemu_progress
 from ironic_images.sink import destination
 
 LOG = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def _is_transient(error):
     return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
 
 
-def _run_conversion(cmd):
+def _run_conversion(cmd, watcher=None):
     """Run qemu-img convert, again on ENOMEM/EAGAIN-like failures."""
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(CONF.image_convert.attempts),
@@ -165,7 +166,7 @@ def _run_conversion(cmd):
         reraise=True)
     # Conversions get the memory cap only: their CPU time grows with the
     # image, so any fixed CPU cap would fail a big enough legitimate image.
-    retrying(process.execute, *cmd, cpu_time=False)
+    retrying(process.execute, *cmd, cpu_time=False, watcher=watcher)
 
 
 def check_output(part: str, qemu_out: str,
@@ -235,7 +236,10 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
                   out_subformat: typing.Optional[str] = None,
                   image_href: typing.Optional[str] = None,
                   source_info: typing.Optional[
-                      imageutils.QemuImgInfo] = None) -> None:
+                      imageutils.QemuImgInfo] = None,
+                  progress: typing.Optional[
+                      typing.Callable[[int, typing.Optional[int]],
+                                      None]] = None) -> None:
     """Convert an image with qemu-img, atomically.
 
     Unless ``source_info`` is given, ``source`` first passes the safety
@@ -269,6 +273,9 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
         from a caller that has passed it through the safety gate already
         (as :mod:`ironic_images.fetch.fetcher` does); both checks are then
         skipped.
+    :param progress: None, or ``progress(done, total)``, called from
+        another thread while qemu-img runs with the bytes of the source
+        it has read (:mod:`ironic_images.qemu.progress`), and once done.
     :raises: ImageConvertFailed when an argument is not supported,
         qemu-img fails or hits a limit, or the output is not the requested
         format.
@@ -292,13 +299,13 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
                                            reason=e.kwargs['reason'])
     if target.kind == destinations.BLOCK and qemu_out == 'raw':
         _convert_onto_device(source, target, qemu_src, image_href,
-                             source_info)
+                             source_info, progress)
         return
     if target.in_place:
         with tempfiles.temporary_dir() as scratch:
             converted = os.path.join(scratch, 'converted')
             convert_image(source, converted, out_format, qemu_src,
-                          out_subformat, image_href, source_info)
+                          out_subformat, image_href, source_info, progress)
             destination.copy_to(converted, dest, image_href)
         return
     try:
@@ -312,8 +319,9 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
     try:
         cmd = _convert_command(source, part, qemu_src, qemu_out,
                                out_subformat)
+        watcher = _watcher(source, progress)
         try:
-            _run_conversion(cmd)
+            _run_conversion(cmd, watcher)
         except (processutils.ProcessExecutionError, OSError) as e:
             raise exception.ImageConvertFailed(
                 image_href=image_href,
@@ -331,14 +339,24 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
     except BaseException:
         fileutils.remove_quietly(part)
         raise
+    if watcher is not None:
+        watcher.done()
     LOG.info('Converted %(src)s (%(sfmt)s) to %(dest)s (%(ofmt)s) in '
              '%(sec).2f s', {'src': source, 'sfmt': qemu_src, 'dest': dest,
                              'ofmt': qemu_out,
                              'sec': time.monotonic() - started})
 
 
+def _watcher(source, progress):
+    """What reports a conversion's progress, or None."""
+    if progress is None:
+        return None
+    return qemu_progress.ReadProgress(progress,
+                                      qemu_progress.data_size(source))
+
+
 def _convert_onto_device(source, target, qemu_src, image_href,
-                         source_info):
+                         source_info, progress=None):
     """``qemu-img convert -n -O raw`` onto a block device, in place."""
     device = target.target
     qemu_out = 'raw'
@@ -350,8 +368,9 @@ def _convert_onto_device(source, target, qemu_src, image_href,
     try:
         cmd = _convert_command(source, device, qemu_src, qemu_out, None,
                                device=True)
+        watcher = _watcher(source, progress)
         try:
-            _run_conversion(cmd)
+            _run_conversion(cmd, watcher)
         except (processutils.ProcessExecutionError, OSError) as e:
             raise exception.ImageConvertFailed(
                 image_href=image_href,
@@ -369,6 +388,8 @@ def _convert_onto_device(source, target, qemu_src, image_href,
         # qemu-img may have written any part of the device.
         raise exception.destination_undefined(
             e, target.path, image_href) from e
+    if watcher is not None:
+        watcher.done()
     LOG.info('Converted %(src)s (%(sfmt)s) onto the device %(dest)s '
              '(%(ofmt)s) in %(sec).2f s',
              {'src': source, 'sfmt': qemu_src, 'dest': target.path,

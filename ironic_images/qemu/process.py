@@ -84,12 +84,15 @@ def local_path(path):
     return os.path.abspath(path)
 
 
-def execute(*args, cpu_time=True):
+def execute(*args, cpu_time=True, watcher=None):
     """Run qemu-img with the caps, in the C locale so errors are stable.
 
     :param args: qemu-img's arguments; paths made absolute
         (:func:`local_path`).
     :param cpu_time: apply ``[image_convert]cpu_time_limit_s`` too.
+    :param watcher: None, or an object whose ``on_execute(process)`` and
+        ``on_completion(process)`` are called when qemu-img starts and
+        ends (a :class:`ironic_images.qemu.progress.ReadProgress`).
     :returns: ``(stdout, stderr)``.
     :raises: ProcessExecutionError, OSError: callers map them to one of
         our exceptions, with :func:`failure_reason`.
@@ -99,9 +102,13 @@ def execute(*args, cpu_time=True):
     # threads would hit the address-space cap without using the memory.
     # Three arenas is what Ironic settled on for the same reason.
     env = dict(os.environ, LC_ALL='C', LANG='C', MALLOC_ARENA_MAX='3')
+    hooks = {}
+    if watcher is not None:
+        hooks = {'on_execute': watcher.on_execute,
+                 'on_completion': watcher.on_completion}
     return processutils.execute('qemu-img', *args, prlimit=_limits(cpu_time),
                                 env_variables=env,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=_die_with_parent, **hooks)
 
 
 _PR_SET_PDEATHSIG = 1

@@ -298,6 +298,25 @@ def request(session, method, url, image_href=None, retries=None,
                           reason=describe(error, url, image_href))
 
 
+def _socket_error(error):
+    """The system's error at the root of a connection failure, or None."""
+    seen = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if (isinstance(current, OSError) and current.strerror
+                and not isinstance(current, requests.RequestException)):
+            return current
+        pending += [getattr(current, 'reason', None), current.__cause__,
+                    current.__context__]
+        pending += [arg for arg in getattr(current, 'args', ())
+                    if isinstance(arg, BaseException)]
+    return None
+
+
 def describe(error, url, shown_href):
     """Say why a request failed, without the URL when it is hidden.
 
@@ -312,9 +331,17 @@ def describe(error, url, shown_href):
     if isinstance(error, RetryableStatus):
         return 'HTTP %s' % error.response.status_code
     if isinstance(error, requests.exceptions.SSLError):
-        text = _('TLS failure: %s') % error
+        root = _socket_error(error)
+        text = _('TLS failure: %s') % (root.strerror if root else error)
     elif isinstance(error, requests.Timeout):
         return _('timed out after %ss') % CONF.webserver_connection_timeout
+    elif (isinstance(error, requests.ConnectionError)
+          and _socket_error(error) is not None):
+        # requests and urllib3 wrap the system's answer in three layers
+        # of repr; it alone says why ("Connection refused").
+        return _('cannot connect to %(host)s: %(error)s') % {
+            'host': urllib.parse.urlsplit(url).netloc.rpartition('@')[2],
+            'error': _socket_error(error).strerror}
     else:
         text = '%s: %s' % (type(error).__name__, error)
     if shown_href != url:

@@ -118,6 +118,27 @@ def credentials_from_config(host):
     path = CONF.oci.authentication_config
     if not path:
         return None
+    return credentials_from_auth_file(path, host,
+                                      '[oci]authentication_config')
+
+
+def credentials_from_auth_file(path, host, what=None):
+    """Credentials for a registry host from a docker ``config.json``.
+
+    The file is docker's ``~/.docker/config.json`` or podman's and
+    skopeo's ``auth.json``: ``{"auths": {"HOST": {"auth": "BASE64(user:
+    password)"}}}``, or ``username`` and ``password``, or an
+    ``identitytoken`` or ``registrytoken``, per registry. Credential
+    helpers (``credsStore``, ``credHelpers``) are not run.
+
+    :param path: the file.
+    :param host: ``host[:port]`` of the registry.
+    :param what: how to name the file in a message (an option, a
+        command-line flag); default: its path alone.
+    :returns: :class:`Credentials` or None when it has none for ``host``.
+    :raises: ImageRefValidationFailed when the file cannot be read or is
+        not a docker config.json.
+    """
     try:
         with open(path, 'rb') as config_file:
             auths = json.load(config_file).get('auths', {})
@@ -135,8 +156,9 @@ def credentials_from_config(host):
     except (OSError, ValueError, AttributeError, TypeError) as error:
         raise exception.ImageRefValidationFailed(
             image_href='oci://%s' % host,
-            reason=_('cannot use [oci]authentication_config %(path)s: '
-                     '%(error)s') % {'path': path, 'error': error})
+            reason=_('cannot use %(what)s %(path)s: %(error)s') % {
+                'what': what or _('the credentials file'), 'path': path,
+                'error': error})
     return None
 
 

@@ -19,7 +19,6 @@ checked with ``qemu-img compare``.
 
 import gzip
 import hashlib
-import json
 import lzma
 import os
 import shutil
@@ -364,72 +363,3 @@ class TestFetchGlance(FetchTestCase):
         api.API().download(None, image['id'],
                            dest_path=self.dest('uploaded'))
         self.assertSameDisk(volume, self.dest('uploaded'), 'qcow2')
-
-
-class TestImageCommands(FetchTestCase):
-    """``ironic-images fetch|inspect|convert`` as a user runs them."""
-
-    def setUp(self):
-        super().setUp()
-        self.server = self.useFixture(nginx.NginxFixture(self.root))
-
-    def run_cli(self, *args):
-        return subprocess.run(
-            [sys.executable, '-m', 'ironic_images.cmd.main'] + list(args),
-            capture_output=True, text=True, timeout=120)
-
-    def test_fetch_raw(self):
-        name = self.image('qcow2', compress='xz')
-        result = self.run_cli('fetch', '--raw', self.server.url_for(name),
-                              self.dest())
-        self.assertEqual(0, result.returncode, result.stderr)
-        self.assertIn('decompressed from xz', result.stderr)
-        self.assertSameDisk(self.raw_reference(), self.dest())
-
-    def test_inspect_a_file_and_an_href(self):
-        good = os.path.join(self.root, self.image('qcow2'))
-        result = self.run_cli('inspect', '--json', good)
-        self.assertEqual(0, result.returncode, result.stderr)
-        report = json.loads(result.stdout)
-        self.assertEqual('qcow2', report['format'])
-        self.assertEqual(SIZE, report['virtual_size'])
-        self.assertEqual('accepted', report['verdict'])
-        self.assertEqual({'passed'}, {c['status'] for c in report['checks']})
-
-        bad = self.image('qcow2-backing-file', compress='gz')
-        result = self.run_cli('inspect', '--json', '--format', 'qcow2',
-                              self.server.url_for(bad))
-        self.assertEqual(1, result.returncode, result.stderr)
-        report = json.loads(result.stdout)
-        self.assertEqual('gzip', report['compression'])
-        statuses = {c['name']: c['status'] for c in report['checks']}
-        self.assertEqual({'single_format': 'passed', 'safety': 'failed',
-                          'permitted_formats': 'not checked',
-                          'format_match': 'not checked'}, statuses)
-        self.assertIn('backing_file', report['verdict'])
-
-        result = self.run_cli('inspect', good, '--format', 'raw')
-        self.assertEqual(1, result.returncode)
-        self.assertIn('format_match', result.stdout)
-
-    def test_convert(self):
-        source = os.path.join(self.root, self.image('qcow2'))
-        result = self.run_cli('convert', source, self.dest('out.vmdk'),
-                              '-O', 'vmdk', '--subformat',
-                              'streamOptimized')
-        self.assertEqual(0, result.returncode, result.stderr)
-        self.assertSameDisk(self.raw_reference(), self.dest('out.vmdk'),
-                            'vmdk')
-        refused = os.path.join(self.root, self.image('qcow2-data-file'))
-        result = self.run_cli('convert', refused, self.dest('x'), '-O',
-                              'raw')
-        self.assertEqual(1, result.returncode)
-        self.assertIn('data_file', result.stderr)
-        self.assertEqual(['out.vmdk'], os.listdir(self.dest_dir))
-
-    def test_convert_a_gpt_disk(self):
-        source = os.path.join(self.root, self.image('gpt'))
-        result = self.run_cli('convert', source, self.dest('gpt.qcow2'),
-                              '-O', 'qcow2')
-        self.assertEqual(0, result.returncode, result.stderr)
-        self.assertSameDisk(source, self.dest('gpt.qcow2'), 'qcow2')

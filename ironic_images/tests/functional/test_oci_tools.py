@@ -104,7 +104,7 @@ class ToolsTestCase(common.OciTestCase):
         self.assertEqual(0, result.returncode, result.stderr)
         self.assertSameDisk(dest)
         if shown_digest:
-            result = self.run_cli('show', shown_digest)
+            result = self.run_cli('show', shown_digest, '-f', 'json')
             self.assertEqual(0, result.returncode, result.stderr)
             self.assertIn('media_type', json.loads(result.stdout))
 

@@ -19,8 +19,6 @@ tests run the cache against nginx, with threads and processes.
 import contextlib
 import errno
 import hashlib
-import io
-import json
 import os
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from ironic_images.cache import cache
 from ironic_images.cache import eviction as cache_eviction
 from ironic_images.cache import locks as cache_locks
 from ironic_images.cache import masters as cache_masters
-from ironic_images.cmd import main
+from ironic_images.cache import outcomes
 from ironic_images.common import fileutils
 from ironic_images import exception
 from ironic_images.fetch import fetcher
@@ -401,6 +399,15 @@ class FakeGlanceService(FakeHttpService):
                                           'glance-' + image_id)
 
 
+class FakeLocalService(FakeService):
+    """Stands for FileImageService: images that are local files."""
+
+    is_local = True
+
+    def show(self, href):
+        raise AssertionError('a local image needs no lookup')
+
+
 class FakeOtherService(FakeService):
     """A third-party driver: show() only."""
 
@@ -648,6 +655,11 @@ class FakeCacheTestCase(CacheDirTestCase):
         self.fetches = []
         self.fetch_errors = []
         self.content = DATA
+        self.fetched_format = 'qcow2'
+        # The fake masters are no disk images: qemu-img is not asked.
+        self.conversions = []
+        self.useFixture(fixtures.MockPatchObject(
+            fetcher, 'convert_fetched', side_effect=self._fake_convert))
         self.useFixture(fixtures.MockPatchObject(
             fetcher, 'fetch', side_effect=self._fake_fetch(False)))
         self.useFixture(fixtures.MockPatchObject(
@@ -668,9 +680,19 @@ class FakeCacheTestCase(CacheDirTestCase):
             verified = checksum or 'sha256:%s' % hashlib.sha256(
                 self.content).hexdigest()
             return image_utils.FetchedImage(
-                path, len(self.content), 'raw' if raw else 'qcow2',
+                path, len(self.content),
+                'raw' if raw else self.fetched_format,
                 10 * len(self.content), verified, None, None)
         return _fetch
+
+    def _fake_convert(self, fetched, dest, out_format, image_href,
+                      progress=None):
+        self.conversions.append((fetched.path, dest, out_format))
+        with fileutils.atomic_write(dest) as f:
+            f.write(b'raw ' + self.read(fetched.path))
+        if progress is not None:
+            progress(fetched.size, fetched.size)
+        fetched.path, fetched.virtual_size = dest, 10 * len(DATA)
 
     def fetch(self, dest_name='dest', href=HREF, **kwargs):
         kwargs.setdefault('force_raw', False)
@@ -747,9 +769,73 @@ class ImageCacheTestCase(FakeCacheTestCase):
     def test_no_validator_means_no_caching(self):
         self.service.etag = None
         self.assertIsNone(self.fetch('one').master)
-        self.assertIsNone(self.fetch('two').master)
+        result = self.fetch('two')
+        self.assertIsNone(result.master)
+        self.assertEqual(outcomes.NO_VALIDATOR_REASON, result.reason)
         self.assertEqual(2, len(self.fetches))
         self.assertEqual([], self.names())
+
+    def test_no_cache_says_why(self):
+        self.service.no_cache = True
+        result = self.fetch('one')
+        self.assertEqual((None, False, outcomes.NO_CACHE_REASON),
+                         (result.master, result.hit, result.reason))
+
+    def test_local_image_touches_no_cache_directory(self):
+        self.service = FakeLocalService()
+        absent = os.path.join(self.other_dir, 'no-cache-here')
+        local_cache = image_cache.ImageCache(absent, 10 ** 9, HOUR)
+        dest = os.path.join(self.other_dir, 'dest')
+        for force_raw in (False, True):
+            result = local_cache.fetch_image('file:///srv/disk.img', dest,
+                                             force_raw=force_raw)
+            self.assertEqual((None, False, outcomes.LOCAL_REASON),
+                             (result.master, result.hit, result.reason))
+        self.assertEqual([False, True], [f['raw'] for f in self.fetches])
+        self.assertFalse(os.path.exists(absent))
+        self.assertEqual(DATA, self.read(dest))
+
+    def test_clean_up_of_a_missing_directory_creates_nothing(self):
+        absent = os.path.join(self.other_dir, 'no-cache-here')
+        self.assertEqual(
+            0, image_cache.ImageCache(absent, 0, 0).clean_up(10 ** 9))
+        self.assertFalse(os.path.exists(absent))
+
+    def test_raw_is_converted_from_the_cached_master(self):
+        plain = self.fetch('one')
+        seen = []
+        raw = self.fetch('two', force_raw=True,
+                         progress=lambda done, total: seen.append(done))
+        self.assertEqual(1, len(self.fetches))
+        self.assertEqual([(plain.master, raw.master, 'raw')],
+                         self.conversions)
+        self.assertEqual((True, True, 'raw'),
+                         (raw.hit, raw.converted, raw.format))
+        self.assertEqual(plain.master + image_cache.RAW_SUFFIX, raw.master)
+        self.assertEqual(b'raw ' + DATA, self.read(raw.path))
+        self.assertEqual(len(DATA) + 4, raw.size)
+        self.assertIn(len(DATA), seen)
+        meta = cache_masters.read_meta(raw.master)
+        self.assertEqual(('raw', len(DATA) + 4),
+                         (meta['format'], meta['size']))
+        # Now a master of its own: a plain hit, nothing converted again.
+        again = self.fetch('three', force_raw=True)
+        self.assertEqual((True, False), (again.hit, again.converted))
+        self.assertEqual(1, len(self.conversions))
+        self.assertEqual(1, len(self.fetches))
+
+    def test_raw_master_of_a_raw_image_is_a_copy(self):
+        self.conversions = []
+        self.useFixture(fixtures.MockPatchObject(
+            fetcher, 'convert_fetched', side_effect=self._fake_convert))
+        self.fetched_format = 'raw'
+        plain = self.fetch('one')
+        raw = self.fetch('two', force_raw=True)
+        self.assertEqual(([], 1, True),
+                         (self.conversions, len(self.fetches), raw.converted))
+        self.assertEqual(DATA, self.read(raw.master))
+        # Two files, not two links: a link would count as a use of both.
+        self.assertFalse(os.path.samefile(plain.master, raw.master))
 
     def test_raw_master_is_its_own(self):
         raw = self.fetch('one', force_raw=True)
@@ -801,7 +887,8 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.config(require_format_match=True, group='image_format')
         self.assertFalse(self.fetch('five', href=GLANCE_ID,
                                     expected_format='vhd').hit)
-        self.assertEqual(5, len(self.fetches))
+        # The raw master was converted from the first one.
+        self.assertEqual((4, 1), (len(self.fetches), len(self.conversions)))
 
     def test_glance_images_are_never_revalidated(self):
         self.service = FakeGlanceService()
@@ -974,55 +1061,3 @@ class ImageCacheTestCase(FakeCacheTestCase):
         self.assertEqual((self.master_dir, 3 * 1024 * 1024, 120),
                          (cache.master_dir, cache.cache_size,
                           cache.cache_ttl))
-
-
-class CacheCommandTestCase(FakeCacheTestCase):
-
-    def setUp(self):
-        super().setUp()
-        self.conf_file = os.path.join(self.other_dir, 'test.conf')
-        with open(self.conf_file, 'w') as f:
-            f.write('[image_cache]\nmaster_path = %s\n' % self.master_dir)
-
-    def run_main(self, *args):
-        stdout, stderr = io.StringIO(), io.StringIO()
-        with mock.patch('sys.stdout', stdout), \
-                mock.patch('sys.stderr', stderr):
-            code = main.main(['--config-file', self.conf_file] + list(args))
-        # Log lines go to stderr too: the command's own line is the last.
-        return code, stdout.getvalue(), stderr.getvalue().splitlines()[-1:]
-
-    def test_fetch_list_clean(self):
-        dest = os.path.join(self.other_dir, 'dest')
-        code, _out, err = self.run_main('cache', 'fetch', HREF, dest)
-        self.assertEqual((0, ['Wrote %s (qcow2, downloaded)' % dest]),
-                         (code, err))
-        code, _out, err = self.run_main('cache', 'fetch', HREF, dest,
-                                        '--raw')
-        self.assertEqual((0, ['Wrote %s (raw, downloaded)' % dest]),
-                         (code, err))
-        code, _out, err = self.run_main('cache', 'fetch', HREF, dest,
-                                        '--raw')
-        self.assertEqual((0, ['Wrote %s (raw, cache hit)' % dest]),
-                         (code, err))
-        code, out, _err = self.run_main('cache', 'list')
-        self.assertEqual(0, code)
-        self.assertIn(HREF + ' [raw]', out)
-        self.assertIn('2 master(s)', out)
-        code, out, _err = self.run_main('cache', 'list', '--json')
-        listing = json.loads(out)
-        self.assertEqual([False, True], [m['in_use'] for m in listing])
-        code, _out, err = self.run_main('cache', 'clean', '--amount', '1')
-        self.assertEqual(0, code)
-        self.assertIn('Freed', err[0])
-        self.assertEqual(1, len(self.cache.list()))
-
-    def test_fetch_to_a_directory_is_a_usage_error(self):
-        code, _out, err = self.run_main('cache', 'fetch', HREF,
-                                        self.other_dir)
-        self.assertEqual(2, code)
-        self.assertIn('is a directory', err[0])
-
-    def test_clean_needs_an_action(self):
-        code, _out, _err = self.run_main('cache')
-        self.assertEqual(2, code)

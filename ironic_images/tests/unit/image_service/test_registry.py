@@ -12,9 +12,12 @@
 
 """Tests of the driver manager and the auth override lookup."""
 
+import logging
 import types
 from unittest import mock
+import warnings
 
+import fixtures
 import stevedore
 from stevedore import exception as stevedore_exc
 
@@ -41,8 +44,7 @@ class GetImageServiceTestCase(base.TestCase):
         self.assertIsInstance(service, service_base.BaseImageService)
         dm.assert_called_once_with(
             'ironic_images.image_services', 'file', invoke_on_load=False,
-            on_load_failure_callback=mock.ANY,
-            warn_on_missing_entrypoint=False)
+            on_load_failure_callback=mock.ANY)
 
     def test_file_service_registered_as_entry_point(self):
         manager = stevedore.ExtensionManager('ironic_images.image_services')
@@ -98,6 +100,21 @@ class GetImageServiceTestCase(base.TestCase):
         self.assertIn('"gopher"', str(exc))
         self.assertIn('no driver is installed', str(exc))
         self.assertIn('ironic_images.image_services', str(exc))
+
+    def test_loading_warns_nothing(self):
+        # Neither a DeprecationWarning (stevedore's warn_on_missing_entrypoint
+        # is deprecated) nor stevedore's own log line for a missing name:
+        # the exception says it all.
+        self.config(enabled_image_services=['file', 'gopher'])
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            self.assertRaises(exception.UnknownImageService,
+                              image_service.get_image_service,
+                              'gopher://h/x.img')
+            image_service.get_image_service(self.href)
+        self.assertEqual([], [str(w.message) for w in caught])
+        self.assertNotIn('gopher', logs.output)
 
     def test_disabled_scheme(self):
         self.config(enabled_image_services=['http', 'https'])

@@ -12,11 +12,14 @@
 
 import datetime
 import logging
+import socket
+import ssl
 from unittest import mock
 
 import fixtures
 import requests
 import requests_mock.contrib.fixture
+import urllib3
 
 from ironic_images import exception
 from ironic_images.tests import base
@@ -161,3 +164,37 @@ class RequestTestCase(base.TestCase):
             timeout=(1, 1))
         self.assertIn('retrying', logs.output)
         self.assertNotIn('s3cr3t', logs.output)
+
+
+class DescribeTestCase(base.TestCase):
+    """Why a request failed, in the words of the system, not three reprs."""
+
+    def _closed_port(self):
+        with socket.socket() as probe:
+            probe.bind(('127.0.0.1', 0))
+            return probe.getsockname()[1]
+
+    def test_refused_connection(self):
+        port = self._closed_port()
+        url = 'http://u:pw9@127.0.0.1:%d/disk.img' % port
+        session = http_client.new_session()
+        error = self.assertRaises(
+            exception.ImageDownloadFailed, http_client.request, session,
+            'GET', url, retries=0, verify=True, timeout=5)
+        reason = error.kwargs['reason']
+        self.assertEqual('cannot connect to 127.0.0.1:%d: Connection '
+                         'refused' % port, reason)
+        self.assertNotIn('pw9', str(error))
+        self.assertNotIn('HTTPConnectionPool', str(error))
+
+    def test_connection_error_without_a_system_error(self):
+        error = requests.ConnectionError('odd')
+        self.assertEqual('ConnectionError: odd',
+                         http_client.describe(error, URL, URL))
+
+    def test_tls_failure_says_what_tls_said(self):
+        root = ssl.SSLError(1, '[SSL: WRONG_VERSION_NUMBER] wrong version')
+        error = requests.exceptions.SSLError(
+            urllib3.exceptions.MaxRetryError(None, URL, reason=root))
+        self.assertEqual('TLS failure: [SSL: WRONG_VERSION_NUMBER] wrong '
+                         'version', http_client.describe(error, URL, URL))

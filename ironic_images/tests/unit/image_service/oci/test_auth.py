@@ -177,6 +177,43 @@ class TestCredentialsFromConfig(base.TestCase):
                           oci_auth.credentials_from_config, 'reg')
 
 
+class TestCredentialsFromAuthFile(base.TestCase):
+    """A file named by its user, whatever [oci]authentication_config says."""
+
+    def setUp(self):
+        super().setUp()
+        self.path = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'auth.json')
+        with open(self.path, 'w') as f:
+            json.dump({'auths': {
+                '127.0.0.1:5000': {'auth': b64('alice:s3cret')},
+                'quay.io': {'identitytoken': 'idtok'}}}, f)
+
+    def test_read_without_the_option(self):
+        self.config(authentication_config=None, group='oci')
+        self.assertEqual(oci_auth.Credentials('alice', 's3cret', None),
+                         oci_auth.credentials_from_auth_file(
+                             self.path, '127.0.0.1:5000'))
+        self.assertEqual(oci_auth.Credentials(None, None, 'idtok'),
+                         oci_auth.credentials_from_auth_file(
+                             self.path, 'quay.io'))
+        self.assertIsNone(oci_auth.credentials_from_auth_file(
+            self.path, '127.0.0.1:5001'))
+
+    def test_unusable_file_names_what_it_is(self):
+        with open(self.path, 'w') as f:
+            f.write('{"auths": "x"}')
+        error = self.assertRaises(exception.ImageRefValidationFailed,
+                                  oci_auth.credentials_from_auth_file,
+                                  self.path, 'quay.io', '--authfile')
+        self.assertIn('cannot use --authfile %s' % self.path, str(error))
+        error = self.assertRaises(exception.ImageRefValidationFailed,
+                                  oci_auth.credentials_from_auth_file,
+                                  self.path + '.missing', 'quay.io')
+        self.assertIn('the credentials file', str(error))
+        self.assertNotIn('s3cret', str(error))
+
+
 class TestTokenCache(base.TestCase):
 
     def test_lifetime(self):
