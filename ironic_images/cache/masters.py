@@ -415,18 +415,9 @@ def _copy_sparse_fd(in_fd, dest):
     with open(dest, 'wb') as dst:
         out_fd = dst.fileno()
         size = os.fstat(in_fd).st_size
-        offset = 0
         kernel = [True]
-        while offset < size:
-            try:
-                start = os.lseek(in_fd, offset, os.SEEK_DATA)
-            except OSError as error:
-                if error.errno == errno.ENXIO:
-                    break  # nothing but a hole is left
-                raise
-            end = os.lseek(in_fd, start, os.SEEK_HOLE)
+        for start, end in fileutils.data_extents(in_fd, size):
             _copy_range(in_fd, out_fd, start, end, kernel)
-            offset = end
         os.ftruncate(out_fd, size)
         os.fsync(out_fd)
 

@@ -26,6 +26,7 @@ crash.
 """
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -269,3 +270,28 @@ def atomic_write(dest):
     except BaseException:
         remove_quietly(part)
         raise
+
+
+def data_extents(fd, size):
+    """The ranges of a file that hold data, as its file system tells.
+
+    :param fd: a file descriptor open on the file.
+    :param size: the file's length.
+    :returns: an iterator of ``(start, end)`` byte ranges; the whole file
+        where the file system does not report holes.
+    :raises: OSError.
+    """
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as error:
+            if error.errno == errno.ENXIO:
+                return  # nothing but a hole is left
+            if error.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                yield offset, size  # no hole reporting here
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
+        offset = end

@@ -408,23 +408,8 @@ def commit(fetched, dest, image_href):
             os.close(fd)
         fileutils.commit(fetched.path, dest)
     except OSError as error:
-        raise write_error(dest, error, image_href)
+        raise destination.write_error(dest, error, image_href)
     fetched.path = dest
-
-
-def write_error(dest, error, image_href):
-    """The exception for a destination that cannot be written.
-
-    :param dest: the destination.
-    :param error: the OSError.
-    :param image_href: the image, for the message.
-    :returns: an ImageDownloadFailed.
-    """
-    return exception.ImageDownloadFailed(
-        image_href=image_href,
-        reason=_('cannot write %(path)s: %(error)s') % {
-            'path': dest, 'error': os.strerror(error.errno) if error.errno
-            else error})
 
 
 def fetch_verify_image(context: typing.Any, image_href: str, dest: str,

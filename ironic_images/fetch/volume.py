@@ -24,7 +24,10 @@ file in ``[DEFAULT]tempdir`` and ``qemu-img convert -n`` onto the device
 (see :mod:`ironic_images.fetch.targets`).
 """
 
+import contextlib
+import gzip
 import os
+import shutil
 import typing
 
 from ironic_images._i18n import _
@@ -117,6 +120,48 @@ def _inspect_local(path, image_href, expected_format):
                                 detected.virtual_size, None, None, None)
 
 
+@contextlib.contextmanager
+def volume_data(volume_path, volume_format, out_format, image_href,
+                gzipped=False):
+    """The bytes to upload of a volume: converted, gzipped, as asked.
+
+    :param volume_path: the volume (a raw file or block device).
+    :param volume_format: its format; qemu-img never guesses it.
+    :param out_format: the format to upload, any vocabulary.
+    :param image_href: the image, for messages.
+    :param gzipped: gzip the bytes (a Glance ``compressed`` container).
+    :returns: a context manager yielding a binary file open for reading;
+        a conversion (into ``[DEFAULT]tempdir``) is removed at the end.
+    :raises: ImageConvertFailed, InvalidImage, ImageUnacceptable;
+        ImageUploadFailed when the volume cannot be read.
+    """
+    with tempfiles.temporary_dir() as scratch:
+        path = volume_path
+        if formats.qemu_name(out_format) != formats.qemu_name(volume_format):
+            path = os.path.join(scratch, 'upload')
+            qemu_convert.convert_image(volume_path, path,
+                                       formats.qemu_name(out_format),
+                                       volume_format, image_href=image_href)
+        try:
+            if gzipped:
+                path = _gzipped(path, os.path.join(scratch, 'upload.gz'))
+            data = open(path, 'rb')
+        except OSError as error:
+            raise exception.ImageUploadFailed(
+                image_href=image_href,
+                reason=_('cannot read %(path)s: %(error)s') % {
+                    'path': error.filename or path,
+                    'error': error.strerror or error})
+        with data:
+            yield data
+
+
+def _gzipped(path, out):
+    with open(path, 'rb') as source, gzip.open(out, 'wb') as target:
+        shutil.copyfileobj(source, target, CONF.download.chunk_size)
+    return out
+
+
 def upload_volume(context: typing.Any, image_href: str, image_meta: dict,
                   volume_path: str, volume_format: str = 'raw') -> dict:
     """Upload a volume as the data of an existing Glance image.
@@ -139,18 +184,5 @@ def upload_volume(context: typing.Any, image_href: str, image_meta: dict,
     meta['disk_format'] = formats.from_qemu_name(out_format)
     meta.setdefault('container_format', 'bare')
     service = image_service.get_image_service(image_href, context=context)
-    with tempfiles.temporary_dir() as scratch:
-        upload_path = volume_path
-        if out_format != 'raw':
-            upload_path = os.path.join(scratch, 'upload')
-            qemu_convert.convert_image(volume_path, upload_path, out_format,
-                                       'raw', image_href=image_href)
-        try:
-            data = open(upload_path, 'rb')
-        except OSError as error:
-            raise exception.ImageUploadFailed(
-                image_href=image_href,
-                reason=_('cannot read %(path)s: %(error)s') % {
-                    'path': upload_path, 'error': error.strerror})
-        with data:
-            return service.update(context, image_href, meta, data=data)
+    with volume_data(volume_path, 'raw', out_format, image_href) as data:
+        return service.update(context, image_href, meta, data=data)

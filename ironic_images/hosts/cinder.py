@@ -28,10 +28,6 @@ too), ``throttle``, ``compress`` (qemu-img compression, best effort in
 Cinder) and ``disable_sparse``.
 """
 
-import gzip
-import os
-import shutil
-
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import units
@@ -164,20 +160,6 @@ def fetch_to_vhd(context, image_service, image_id, dest, blocksize,
                            disable_sparse=disable_sparse)
 
 
-def _gzipped(path, scratch, image_id):
-    """A gzip copy of ``path`` in ``scratch``: a "compressed" container."""
-    out = os.path.join(scratch, 'upload.gz')
-    try:
-        with open(path, 'rb') as source, gzip.open(out, 'wb') as target:
-            shutil.copyfileobj(source, target, CONF.download.chunk_size)
-    except OSError as error:
-        raise exception.ImageUploadFailed(
-            image_href=image_id,
-            reason=_('cannot compress %(path)s: %(error)s') % {
-                'path': path, 'error': error.strerror or error})
-    return out
-
-
 def upload_volume(context, image_service, image_meta, volume_path,
                   volume_format='raw', run_as_root=True, compress=True,
                   store_id=None, base_image_ref=None, volume_fd=None):
@@ -212,24 +194,10 @@ def upload_volume(context, image_service, image_meta, volume_path,
     if same and container_format != 'compressed' and volume_fd is not None:
         _update(volume_fd)
         return
-    with tempfiles.temporary_dir() as scratch:
-        upload_path = volume_path
-        if not same:
-            upload_path = os.path.join(scratch, 'upload')
-            qemu_convert.convert_image(volume_path, upload_path,
-                                       formats.qemu_name(disk_format),
-                                       volume_format, image_href=image_id)
-        if container_format == 'compressed':
-            upload_path = _gzipped(upload_path, scratch, image_id)
-        try:
-            data = open(upload_path, 'rb')
-        except OSError as error:
-            raise exception.ImageUploadFailed(
-                image_href=image_id,
-                reason=_('cannot read %(path)s: %(error)s') % {
-                    'path': upload_path, 'error': error.strerror})
-        with data:
-            _update(data)
+    with volume.volume_data(volume_path, volume_format, disk_format,
+                            image_id,
+                            gzipped=container_format == 'compressed') as data:
+        _update(data)
 
 
 def convert_image(source, dest, out_format, out_subformat=None,

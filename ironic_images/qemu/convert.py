@@ -153,8 +153,11 @@ def _is_transient(error):
     return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
 
 
-def _run_conversion(cmd, watcher=None):
-    """Run qemu-img convert, again on ENOMEM/EAGAIN-like failures."""
+def _run_conversion(cmd, image_href, watcher=None):
+    """Run qemu-img convert, again on ENOMEM/EAGAIN-like failures.
+
+    :raises: ImageConvertFailed with qemu-img's reason.
+    """
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(CONF.image_convert.attempts),
         wait=tenacity.wait_exponential(multiplier=1, max=10),
@@ -166,7 +169,13 @@ def _run_conversion(cmd, watcher=None):
         reraise=True)
     # Conversions get the memory cap only: their CPU time grows with the
     # image, so any fixed CPU cap would fail a big enough legitimate image.
-    retrying(process.execute, *cmd, cpu_time=False, watcher=watcher)
+    try:
+        retrying(process.execute, *cmd, cpu_time=False, watcher=watcher)
+    except (processutils.ProcessExecutionError, OSError) as e:
+        raise exception.ImageConvertFailed(
+            image_href=image_href,
+            reason=_('qemu-img convert failed: %s')
+            % process.failure_reason(e))
 
 
 def check_output(part: str, qemu_out: str,
@@ -320,13 +329,7 @@ def convert_image(source: str, dest: str, out_format: str, src_format: str,
         cmd = _convert_command(source, part, qemu_src, qemu_out,
                                out_subformat)
         watcher = _watcher(source, progress)
-        try:
-            _run_conversion(cmd, watcher)
-        except (processutils.ProcessExecutionError, OSError) as e:
-            raise exception.ImageConvertFailed(
-                image_href=image_href,
-                reason=_('qemu-img convert failed: %s')
-                % process.failure_reason(e))
+        _run_conversion(cmd, image_href, watcher)
         check_output(part, qemu_out, out_subformat, image_href)
         try:
             _fsync(part)
@@ -369,13 +372,7 @@ def _convert_onto_device(source, target, qemu_src, image_href,
         cmd = _convert_command(source, device, qemu_src, qemu_out, None,
                                device=True)
         watcher = _watcher(source, progress)
-        try:
-            _run_conversion(cmd, watcher)
-        except (processutils.ProcessExecutionError, OSError) as e:
-            raise exception.ImageConvertFailed(
-                image_href=image_href,
-                reason=_('qemu-img convert failed: %s')
-                % process.failure_reason(e))
+        _run_conversion(cmd, image_href, watcher)
         check_output(device, qemu_out, None, image_href)
         try:
             _fsync(device)

@@ -70,6 +70,21 @@ def open_output(dest, image_href=None, size=None):
     return outputs.StreamOutput(fd, dest.path, image_href)
 
 
+def write_error(path, error, image_href):
+    """The exception for a destination that cannot be written.
+
+    :param path: the destination.
+    :param error: the OSError.
+    :param image_href: the image, for the message.
+    :returns: an ImageDownloadFailed naming the path and the reason.
+    """
+    return exception.ImageDownloadFailed(
+        image_href=image_href,
+        reason=_('cannot write %(path)s: %(error)s') % {
+            'path': path, 'error': os.strerror(error.errno)
+            if error.errno else error})
+
+
 @contextlib.contextmanager
 def undefined_on_failure(output, image_href):
     """Turn a failure after the first byte into DestinationUndefined.
@@ -85,11 +100,7 @@ def undefined_on_failure(output, image_href):
         yield output
     except (exception.IronicImagesException, OSError) as error:
         if isinstance(error, OSError):
-            error = exception.ImageDownloadFailed(
-                image_href=image_href,
-                reason=_('cannot write %(path)s: %(error)s') % {
-                    'path': output.path, 'error': os.strerror(error.errno)
-                    if error.errno else error})
+            error = write_error(output.path, error, image_href)
         if output.touched:
             raise exception.destination_undefined(
                 error, output.path, image_href) from error
@@ -121,7 +132,7 @@ def copy_file(source, output):
     with _source_fd(source) as fd:
         size = os.fstat(fd).st_size
         buf = bytearray(_COPY_CHUNK)
-        for start, end in _data_extents(fd, size):
+        for start, end in fileutils.data_extents(fd, size):
             while start < end:
                 count = os.preadv(fd, [memoryview(buf)[:min(
                     end - start, _COPY_CHUNK)]], start)
@@ -133,23 +144,6 @@ def copy_file(source, output):
     output.finish(size)
     output.sync()
     return size
-
-
-def _data_extents(fd, size):
-    offset = 0
-    while offset < size:
-        try:
-            start = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError as error:
-            if error.errno == errno.ENXIO:
-                return  # nothing but a hole is left
-            if error.errno in (errno.EINVAL, errno.EOPNOTSUPP):
-                yield offset, size  # no hole reporting here
-                return
-            raise
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end
-        offset = end
 
 
 def copy_to(source, path, image_href=None):
@@ -176,11 +170,7 @@ def copy_to(source, path, image_href=None):
                 fileutils.remove_quietly(part)
                 raise
         except OSError as error:
-            raise exception.ImageDownloadFailed(
-                image_href=image_href,
-                reason=_('cannot write %(path)s: %(error)s') % {
-                    'path': path, 'error': os.strerror(error.errno)
-                    if error.errno else error})
+            raise write_error(path, error, image_href)
         return
     with _source_fd(source) as fd:
         size = os.fstat(fd).st_size
@@ -218,11 +208,7 @@ def open_destination(path, image_href=None, size=None):
             with fileutils.atomic_write(dest.target) as image_file:
                 yield image_file
         except OSError as error:
-            raise exception.ImageDownloadFailed(
-                image_href=image_href,
-                reason=_('cannot write %(path)s: %(error)s') % {
-                    'path': path, 'error': os.strerror(error.errno)
-                    if error.errno else error})
+            raise write_error(path, error, image_href)
         return
     output = open_output(dest, image_href, size)
     try:

@@ -206,6 +206,17 @@ def is_certificate_failure(error):
     :returns: True when an ``ssl.SSLCertVerificationError`` is among its
         causes (not for a server that does not speak TLS at all).
     """
+    return any(isinstance(cause, ssl.SSLCertVerificationError)
+               or 'CERTIFICATE_VERIFY_FAILED' in str(cause)
+               for cause in _causes(error))
+
+
+def _causes(error):
+    """An exception and all it came from (arguments too), once each.
+
+    requests and urllib3 wrap the system's error several times over, in
+    ``args``, ``reason``, ``__cause__`` and ``__context__``.
+    """
     seen = set()
     pending = [error]
     while pending:
@@ -213,14 +224,11 @@ def is_certificate_failure(error):
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if (isinstance(current, ssl.SSLCertVerificationError)
-                or 'CERTIFICATE_VERIFY_FAILED' in str(current)):
-            return True
+        yield current
         if isinstance(current, BaseException):
             pending.extend(current.args)
             pending.extend([getattr(current, 'reason', None),
                             current.__cause__, current.__context__])
-    return False
 
 
 def request(session, method, url, image_href=None, retries=None,
@@ -300,20 +308,10 @@ def request(session, method, url, image_href=None, retries=None,
 
 def _socket_error(error):
     """The system's error at the root of a connection failure, or None."""
-    seen = set()
-    pending = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if (isinstance(current, OSError) and current.strerror
-                and not isinstance(current, requests.RequestException)):
-            return current
-        pending += [getattr(current, 'reason', None), current.__cause__,
-                    current.__context__]
-        pending += [arg for arg in getattr(current, 'args', ())
-                    if isinstance(arg, BaseException)]
+    for cause in _causes(error):
+        if (isinstance(cause, OSError) and cause.strerror
+                and not isinstance(cause, requests.RequestException)):
+            return cause
     return None
 
 
