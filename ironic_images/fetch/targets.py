@@ -19,18 +19,18 @@ writes in place when it can and through a temp file in
 seen the first MiB (:class:`InPlaceTarget` is the sink's
 ``choose_output``):
 
-=====================================  ===============  ==================
-the image, and what is asked           a block device   a stream
-=====================================  ===============  ==================
-raw, gpt, iso (compressed or not)      in place         in place
-qcow2 to raw, its header streamable    decoded in place decoded to a temp
-                                                        file, then copied
-any other format to raw; any format    temp file, then  temp file, then
-to another volume format               ``qemu-img -n``  converted, copied
-any image as it is (``fetch``)         in place         in place
-an image the inspector reads to its    temp file, then  temp file, then
-end (VMDK streamOptimized, VHDX)       as above         as above
-=====================================  ===============  ==================
+=====================================  ================  ==================
+the image, and what is asked           a block device    a stream
+=====================================  ================  ==================
+raw, gpt, iso (compressed or not)      in place          in place
+qcow2 to raw, its header streamable    decoded in place  decoded to a temp
+                                                         file, then copied
+any other format to raw; any format    temp file, then   temp file, then
+to another volume format               ``qemu-img -n``   converted, copied
+any image as it is (``fetch``)         in place          in place
+an image the inspector reads to its    temp file, then   temp file, then
+end (VMDK streamOptimized, VHDX)       as above          as above
+=====================================  ================  ==================
 
 A stream cannot go back, and a qcow2's clusters arrive out of the disk's
 order in general, so a qcow2 for a stream is decoded into a temp file
