@@ -208,6 +208,7 @@ class ImageCache:
                 meta.get('virtual_size'), meta.get('checksum'),
                 meta.get('compression'), None)
             self._make_room(meta.get('virtual_size') or 0)
+            cache_masters.remove_unless_regular(master)
             if fetched.format in formats.DISK_FORMATS:
                 # A copy: a second link would count as a use of both.
                 _copy(plain, master)
@@ -264,6 +265,7 @@ class ImageCache:
         LOG.info('Master-image cache miss for %s; downloading it',
                  masking.mask_href(href))
         previous = cache_masters.read_meta(master) or {}
+        cache_masters.remove_unless_regular(master)
         need = properties.get('size') or 0
         if args['force_raw']:
             need += properties.get('virtual_size') or 0
@@ -430,10 +432,10 @@ def _format_permitted(fmt, expected_format):
 
 
 def _copy(source, dest):
-    part = fileutils.part_path(dest)
+    part = fileutils.part_path(dest, follow_symlinks=False)
     try:
         cache_masters.copy_sparse(source, part)
     except BaseException:
         fileutils.remove_quietly(part)
         raise
-    fileutils.commit(part, dest)
+    fileutils.commit(part, dest, follow_symlinks=False)

@@ -167,6 +167,25 @@ def read_meta(master):
     return meta
 
 
+def remove_unless_regular(master):
+    """Remove what stands at a master's path unless it is a regular file.
+
+    A fetch follows a symbolic link at its destination (a user's link to
+    a device is meant to be written through); a master is the cache's own
+    file, so a link planted in its place is removed before one is written
+    there, not followed to whatever it names.
+
+    :param master: the master's path (its lock held).
+    :raises: OSError.
+    """
+    try:
+        if stat_module.S_ISREG(os.lstat(master).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    os.unlink(master)
+
+
 def write_meta(master, meta, durable):
     """Write the sidecar of a master atomically.
 
@@ -180,15 +199,19 @@ def write_meta(master, meta, durable):
     meta['name'] = os.path.basename(master)
     meta['identity'] = _identity(os.lstat(master))
     data = json.dumps(meta, sort_keys=True).encode('utf-8')
+    # The cache's own files: a link planted in their place is replaced,
+    # never written through.
     if durable:
-        with fileutils.atomic_write(meta_path(master)) as meta_file:
+        with fileutils.atomic_write(meta_path(master),
+                                    follow_symlinks=False) as meta_file:
             meta_file.write(data)
         return
-    part = fileutils.part_path(meta_path(master))
+    part = fileutils.part_path(meta_path(master), follow_symlinks=False)
     try:
         with open(part, 'wb') as meta_file:
             meta_file.write(data)
-        fileutils.commit(part, meta_path(master), durable=False)
+        fileutils.commit(part, meta_path(master), durable=False,
+                         follow_symlinks=False)
     except BaseException:
         fileutils.remove_quietly(part)
         raise

@@ -104,7 +104,7 @@ def resolved(dest):
     return os.path.realpath(dest)
 
 
-def part_path(dest):
+def part_path(dest, follow_symlinks=True):
     """Return a new, unique temp name beside ``dest`` (created, empty).
 
     Names are ``.NAME.XXXXXXXX.part``, so leftovers of a crash are easy to
@@ -115,9 +115,11 @@ def part_path(dest):
     is made beside the target of a symlink.
 
     :param dest: the final path.
+    :param follow_symlinks: when False, ``dest`` is taken as it is: a
+        symlink there is replaced by :func:`commit`, never followed.
     :returns: the path of the new empty temp file.
     """
-    dest = resolved(dest)
+    dest = resolved(dest) if follow_symlinks else os.path.abspath(dest)
     directory, name = os.path.split(dest)
     remove_stale_parts(dest)
     mode = file_mode()
@@ -219,17 +221,19 @@ def _remove_if_stale(path):
         os.close(fd)
 
 
-def commit(part, dest, durable=True):
+def commit(part, dest, durable=True, follow_symlinks=True):
     """Atomically move a finished temp file to its destination.
 
     The temp file's lock is released once it is renamed.
 
     :param part: the temp file, already fsynced when ``durable``.
     :param dest: the final path; replaced if it exists (a symlink's
-        target is replaced, not the link).
+        target is replaced, not the link, unless ``follow_symlinks`` is
+        False).
     :param durable: fsync the directory, so the rename survives a crash.
+    :param follow_symlinks: as :func:`part_path`.
     """
-    dest = resolved(dest)
+    dest = resolved(dest) if follow_symlinks else os.path.abspath(dest)
     os.replace(part, dest)
     _release(part)
     if durable:
@@ -247,7 +251,7 @@ def remove_quietly(path):
 
 
 @contextlib.contextmanager
-def atomic_write(dest):
+def atomic_write(dest, follow_symlinks=True):
     """Write a file so that ``dest`` is either complete or untouched.
 
     Yields a binary file object at a temp name beside ``dest``; when the
@@ -257,16 +261,17 @@ def atomic_write(dest):
     hardlinks); what is at the path is then committed as it is.
 
     :param dest: the final path.
+    :param follow_symlinks: as :func:`part_path`.
     :raises: OSError from creating, syncing or renaming.
     """
-    part = part_path(dest)
+    part = part_path(dest, follow_symlinks)
     try:
         with open(part, 'wb') as image_file:
             yield image_file
             if not image_file.closed:
                 image_file.flush()
                 os.fsync(image_file.fileno())
-        commit(part, dest)
+        commit(part, dest, follow_symlinks=follow_symlinks)
     except BaseException:
         remove_quietly(part)
         raise

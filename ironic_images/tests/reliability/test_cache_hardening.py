@@ -109,6 +109,26 @@ class TestMasterReplacedBySymlink(CacheHardeningTestCase):
         dest, _second = self.fetch(self.url_a, 'second')
         self.assertEqual(IMAGE_A, self.read(dest))
 
+    def test_links_in_place_of_the_cache_files_are_never_written(self):
+        # A master and a sidecar replaced by links to files the service
+        # may write: downloading again replaces the links, and what they
+        # name stays as it was.
+        _dest, first = self.fetch(self.url_a, 'first')
+        victims = {}
+        for path in (first.master, cache_masters.meta_path(first.master)):
+            victim = path + '.victim'
+            with open(victim, 'wb') as victim_file:
+                victim_file.write(SECRET)
+            os.unlink(path)
+            os.symlink(victim, path)
+            victims[path] = victim
+        dest, second = self.fetch(self.url_a, 'second')
+        self.assertEqual(IMAGE_A, self.read(dest))
+        self.assertFalse(second.hit)
+        for path, victim in victims.items():
+            self.assertFalse(os.path.islink(path), path)
+            self.assertEqual(SECRET, self.read(victim), victim)
+
 
 class TestForgedSidecar(CacheHardeningTestCase):
     """OCI masters are never revalidated: their sidecar is all there is."""
