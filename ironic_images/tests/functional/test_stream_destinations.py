@@ -181,7 +181,7 @@ class TestCommandIntoStreams(StreamTestCase):
         self.assertEqual(0, done.returncode, done.stderr)
         self.assertEqual(read(os.path.join(self.images_dir, name)),
                          done.stdout)
-        self.assertIn(b'Wrote - (raw)', done.stderr)
+        self.assertIn(b'Wrote - (raw, ', done.stderr)
         self.assertStillAFifo()  # no file named "-" either
 
     def test_progress_goes_to_stderr_only(self):

@@ -246,7 +246,7 @@ class ZipDriverContractTest(driver_contract.DriverContractTests,
 
     def test_the_command_in_a_new_process(self):
         href = self.publish('disk.img', driver_contract.DATA)
-        code, out, err = self.run_command('show', href)
+        code, out, err = self.run_command('show', href, '-f', 'json')
         self.assertEqual(0, code, err)
         self.assertIn('"size": %d' % len(driver_contract.DATA), out)
         code, out, err = self.run_command(
@@ -259,7 +259,7 @@ class ZipDriverContractTest(driver_contract.DriverContractTests,
         code, out, err = self.run_command('fetch', '--raw', qcow2,
                                           self.dest('raw'))
         self.assertEqual(0, code, err)
-        self.assertIn('Wrote %s (raw' % self.dest('raw'), err)
+        self.assertIn('Wrote %s (raw' % self.dest('raw'), out)
         self.assertSameDisk(self.dest('raw'))
         self.assertNothingLeft('downloaded', 'raw')
 

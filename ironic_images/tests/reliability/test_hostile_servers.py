@@ -363,7 +363,7 @@ class TestHrefMasking(HostileTestCase):
                                                    io.StringIO())).new_value
         err = self.useFixture(fixtures.MonkeyPatch('sys.stderr',
                                                    io.StringIO())).new_value
-        code = cmd_main.main(['show', self.href])
+        code = cmd_main.main(['show', self.href, '-f', 'json'])
         self.assertEqual(0, code, err.getvalue())
         printed = json.loads(out.getvalue())
         self.assertIn('user:***@', printed['properties']['url'])
