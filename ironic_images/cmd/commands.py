@@ -119,14 +119,14 @@ def download(args):
                            and service.reports_progress else {})
         with bar, destination.open_destination(
                 path, resolved.href) as image_file:
-            service.download(resolved.href, image_file,
-                             checksum=args.checksum,
-                             checksum_algo=args.checksum_algo,
-                             **driver_progress)
+            verified = service.download(resolved.href, image_file,
+                                        checksum=args.checksum,
+                                        checksum_algo=args.checksum_algo,
+                                        **driver_progress)
     dest = args.dest
     fields = {'dest': dest, 'href': display_href(source, resolved.href),
               'size': written_size(path),
-              'checksum': service.transfer_verified_checksum}
+              'checksum': verified}
     details = ([output.human_size(fields['size'])]
                if fields['size'] is not None else [])
     if fields['checksum']:

@@ -168,16 +168,18 @@ def build():
 
     download = _command(commands, 'download', 'commands:download',
                         'Download an image as it is served, verifying its '
-                        'checksum, to a file.', parents)
+                        'checksum, to a file, a device or a stream.',
+                        parents)
     download.add_argument('image', help=IMAGE_HELP)
     download.add_argument('dest', help=DEST_HELP)
     _add_checksum(download)
     _add_arch(download)
 
     fetch = _command(commands, 'fetch', 'image_commands:fetch',
-                     'Fetch an image to a file: verified, decompressed '
-                     '(zstd, gzip, xz), taken out of a tar layer, '
-                     'inspected, optionally converted to raw.', parents)
+                     'Fetch an image to a file, a device or a stream: '
+                     'verified, decompressed (zstd, gzip, xz), taken out of '
+                     'a tar layer, inspected, optionally converted to raw.',
+                     parents)
     fetch.add_argument('image', help=IMAGE_HELP)
     fetch.add_argument('dest', help=DEST_HELP)
     _add_fetch_options(fetch)

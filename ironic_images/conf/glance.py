@@ -24,8 +24,8 @@ opts = [
     cfg.IntOpt('num_retries',
                default=3, min=0,
                help=_('Times a Glance request is retried after a '
-                      'connection failure or a 503 before TemporaryFailure '
-                      'is raised. Default: 3.')),
+                      'connection failure or a 429, 502, 503 or 504 answer '
+                      'before TemporaryFailure is raised. Default: 3.')),
     cfg.ListOpt('allowed_direct_url_schemes',
                 default=[],
                 help=_('Schemes of an image\'s direct_url that may be read '

@@ -18,6 +18,8 @@ import json
 import os
 from unittest import mock
 
+import fixtures
+
 from ironic_images.cmd import main
 from ironic_images.conf import CONF
 from ironic_images import exception
@@ -318,6 +320,23 @@ class DownloadTestCase(cli_base.CommandTestCase):
         self.assertEqual({'dest': self.dest, 'href': self.href,
                           'size': len(DATA),
                           'checksum': 'sha256:' + SHA256}, json.loads(out))
+
+    def test_download_reports_what_download_returned(self):
+        # The contract: download() returns what it verified; a driver
+        # need not keep Ironic's transfer_verified_checksum attribute.
+        real = file_service.FileImageService.download
+
+        def returns_only(service, *args, **kwargs):
+            verified = real(service, *args, **kwargs)
+            service._transfer_verified_checksum = None
+            return verified
+
+        self.useFixture(fixtures.MockPatchObject(
+            file_service.FileImageService, 'download', returns_only))
+        code, out, err = self.run_main('download', self.href, self.dest,
+                                       '--checksum', 'sha256:' + SHA256)
+        self.assertEqual(0, code, err)
+        self.assertIn('verified sha256:%s' % SHA256, out)
 
     def test_download_bare_checksum_with_algo(self):
         sha1 = hashlib.sha1(DATA).hexdigest()
