@@ -24,9 +24,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import fixtures
+from oslo_concurrency import lockutils
 import testtools
 
 LOCALHOST = '127.0.0.1'
@@ -305,3 +307,65 @@ class ServerFixture(fixtures.Fixture):
         if server is None or name.startswith('_'):
             raise AttributeError(name)
         return getattr(server, name)
+
+
+class SetupScript:
+    """A virtualenv a ``tools/setup-*`` script makes, checked once a process.
+
+    The script runs under an external lock, so that parallel test workers
+    do not build the venv twice at once; it returns at once when the venv
+    is there, and builds it when it is missing or broken. A failure skips
+    the test, or is an error when ``CI`` is set (as :func:`require_binary`).
+
+    :param name: what the venv is for, in messages (``Glance``).
+    :param script: the file name of the script in ``tools/``.
+    :param venv_path: a callable returning the venv's path (it may follow
+        the environment).
+    """
+
+    _REPO_ROOT = os.path.abspath(os.path.join(
+        os.path.dirname(__file__), '..', '..', '..', '..'))
+    # A fixed directory, so that every stestr worker takes the same lock;
+    # read at import, before a test patches tempfile.tempdir.
+    _LOCK_PATH = os.path.join(tempfile.gettempdir(), 'ironic-images-locks')
+
+    def __init__(self, name, script, venv_path):
+        self.name = name
+        self.script = script
+        self._venv_path = venv_path
+        self._lock = threading.Lock()
+        self._checked = None
+
+    def ensure(self):
+        """Make sure the venv exists and works; call it outside a fixture.
+
+        :returns: the venv directory.
+        :raises testtools.TestCase.skipException: if it cannot be set up,
+            outside CI.
+        :raises RuntimeError: if it cannot be set up and ``CI`` is set.
+        """
+        with self._lock:
+            if self._checked == self._venv_path():
+                return self._checked
+            with lockutils.external_lock('ironic-images-%s-venv'
+                                         % self.name.lower(),
+                                         lock_path=self._LOCK_PATH):
+                try:
+                    result = subprocess.run(
+                        ['bash', os.path.join(self._REPO_ROOT, 'tools',
+                                              self.script)],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, errors='replace',
+                        timeout=1200)
+                    status, output = result.returncode, result.stdout
+                except (OSError, subprocess.TimeoutExpired) as error:
+                    status, output = None, str(error)
+            if status == 0:
+                self._checked = self._venv_path()
+                return self._checked
+        message = ('the %s virtualenv could not be set up by tools/%s '
+                   '(status %s):\n%s' % (self.name, self.script, status,
+                                         output[-3000:]))
+        if os.environ.get('CI'):
+            raise RuntimeError('CI is set and ' + message)
+        raise testtools.TestCase.skipException(message)

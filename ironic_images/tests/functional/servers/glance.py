@@ -34,12 +34,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 
-from oslo_concurrency import lockutils
 import requests
-import testtools
 
 from ironic_images.tests.functional.servers import base
 
@@ -50,11 +47,8 @@ HELPER_USER_AGENT = 'ironic-images-glance-fixture'
 
 _REPO_ROOT = os.path.abspath(os.path.join(
     os.path.dirname(__file__), '..', '..', '..', '..'))
-_SETUP_SCRIPT = os.path.join(_REPO_ROOT, 'tools', 'setup-glance')
 # Read at import, before a test patches tempfile.tempdir.
 _SYSTEM_TMP = tempfile.gettempdir()
-# A fixed directory, so that every stestr worker takes the same lock.
-_LOCK_PATH = os.path.join(_SYSTEM_TMP, 'ironic-images-locks')
 
 _LOG_FIELDS = ('method', 'path', 'query', 'status', 'bytes_sent', 'range',
                'token', 'service_token', 'content_type', 'user_agent')
@@ -102,9 +96,6 @@ project_domain_id = default
 token_cache_time = -1
 """
 
-_venv_lock = threading.Lock()
-_venv_checked = None  # the venv path once tools/setup-glance succeeded
-
 
 def venv_path():
     """Return the directory of the Glance virtualenv.
@@ -116,46 +107,18 @@ def venv_path():
             or os.path.join(_REPO_ROOT, '.glance-venv'))
 
 
+_SETUP = base.SetupScript('Glance', 'setup-glance', venv_path)
+
+
 def ensure_venv():
-    """Make sure the Glance virtualenv exists and works.
+    """Make sure the Glance virtualenv exists and works (tools/setup-glance).
 
-    Runs ``tools/setup-glance`` once per process (under an external lock,
-    so that parallel test workers do not build it twice at once): it
-    returns at once when the venv is there, and builds it (about a
-    minute) when it is missing or broken.
-
-    Like :func:`base.require_binary`, a failure skips the test, or is an
-    error when the ``CI`` environment variable is set.  Call it outside of
-    a fixture's ``_setUp`` (:class:`GlanceFixture` does so).
+    Call it outside of a fixture's ``_setUp``; see
+    :class:`~ironic_images.tests.functional.servers.base.SetupScript`.
 
     :returns: the venv directory.
-    :raises testtools.TestCase.skipException: if it cannot be set up,
-        outside CI.
-    :raises RuntimeError: if it cannot be set up and ``CI`` is set.
     """
-    global _venv_checked
-    with _venv_lock:
-        if _venv_checked == venv_path():
-            return _venv_checked
-        with lockutils.external_lock('ironic-images-glance-venv',
-                                     lock_path=_LOCK_PATH):
-            try:
-                result = subprocess.run(
-                    ['bash', _SETUP_SCRIPT], stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    errors='replace', timeout=1200)
-                status, output = result.returncode, result.stdout
-            except (OSError, subprocess.TimeoutExpired) as error:
-                status, output = None, str(error)
-        if status == 0:
-            _venv_checked = venv_path()
-            return _venv_checked
-    message = ('the Glance virtualenv could not be set up by '
-               'tools/setup-glance (status %s):\n%s'
-               % (status, output[-3000:]))
-    if os.environ.get('CI'):
-        raise RuntimeError('CI is set and ' + message)
-    raise testtools.TestCase.skipException(message)
+    return _SETUP.ensure()
 
 
 class GlanceServer(base.ProcessServer):

@@ -29,13 +29,9 @@ The helpers make test data with plain REST calls as the admin::
 import datetime
 import os
 import shutil
-import subprocess
 import tempfile
-import threading
 
-from oslo_concurrency import lockutils
 import requests
-import testtools
 
 from ironic_images.tests.functional.servers import base
 
@@ -50,9 +46,7 @@ DOMAIN = 'default'
 
 _REPO_ROOT = os.path.abspath(os.path.join(
     os.path.dirname(__file__), '..', '..', '..', '..'))
-_SETUP_SCRIPT = os.path.join(_REPO_ROOT, 'tools', 'setup-keystone')
 _SYSTEM_TMP = tempfile.gettempdir()
-_LOCK_PATH = os.path.join(_SYSTEM_TMP, 'ironic-images-locks')
 
 _CONFIG = """\
 [DEFAULT]
@@ -79,9 +73,6 @@ from keystone.server import wsgi
 application = wsgi.initialize_public_application()
 """
 
-_venv_lock = threading.Lock()
-_venv_checked = None
-
 
 def venv_path():
     """Return the directory of the Keystone virtualenv.
@@ -93,42 +84,20 @@ def venv_path():
             or os.path.join(_REPO_ROOT, '.keystone-venv'))
 
 
+_SETUP = base.SetupScript('Keystone', 'setup-keystone', venv_path)
+
+
 def ensure_venv():
     """Make sure the Keystone virtualenv exists and works.
 
-    Runs ``tools/setup-keystone`` once per process, under an external
-    lock. A failure skips the test, or is an error when ``CI`` is set.
-    Call it outside of a fixture's ``_setUp`` (:class:`KeystoneFixture`
-    does so).
+    It is made by tools/setup-keystone when missing or broken.
+
+    Call it outside of a fixture's ``_setUp``; see
+    :class:`~ironic_images.tests.functional.servers.base.SetupScript`.
 
     :returns: the venv directory.
-    :raises testtools.TestCase.skipException: if it cannot be set up,
-        outside CI.
-    :raises RuntimeError: if it cannot be set up and ``CI`` is set.
     """
-    global _venv_checked
-    with _venv_lock:
-        if _venv_checked == venv_path():
-            return _venv_checked
-        with lockutils.external_lock('ironic-images-keystone-venv',
-                                     lock_path=_LOCK_PATH):
-            try:
-                result = subprocess.run(
-                    ['bash', _SETUP_SCRIPT], stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    errors='replace', timeout=1200)
-                status, output = result.returncode, result.stdout
-            except (OSError, subprocess.TimeoutExpired) as error:
-                status, output = None, str(error)
-        if status == 0:
-            _venv_checked = venv_path()
-            return _venv_checked
-    message = ('the Keystone virtualenv could not be set up by '
-               'tools/setup-keystone (status %s):\n%s'
-               % (status, output[-3000:]))
-    if os.environ.get('CI'):
-        raise RuntimeError('CI is set and ' + message)
-    raise testtools.TestCase.skipException(message)
+    return _SETUP.ensure()
 
 
 class KeystoneServer(base.ProcessServer):
