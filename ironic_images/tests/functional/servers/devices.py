@@ -14,8 +14,10 @@
 :class:`LoopDeviceFixture` attaches a loop device over a temp file filled
 with 0xFF, so that a range the code under test should have written (or
 zeroed) and did not shows; it is attached with ``losetup -f --show`` and
-detached (by its name) at clean-up. It needs root and ``losetup``:
-without them the test is skipped, or fails when ``CI`` is set.
+detached (by its name) at clean-up. It needs ``losetup`` and root, or
+password-less ``sudo`` (the device is then handed to the test's user, as
+a volume is to the service that writes it): without them the test is
+skipped, or fails when ``CI`` is set.
 
 Code that replaces a destination with a regular file (the bug these tests
 are about) would, run as root, replace a node of the shared /dev: a
@@ -39,11 +41,25 @@ FILL = b'\xff'
 _CHUNK = 1024 * 1024
 
 
-def require_root():
-    """Skip the test without root (fail it when ``CI`` is set)."""
+def privileged():
+    """How to run a command as root: ``[]`` as root, else ``sudo -n``.
+
+    :returns: the command prefix, or None when neither works.
+    """
     if os.geteuid() == 0:
+        return []
+    sudo = shutil.which('sudo')
+    if sudo and subprocess.run([sudo, '-n', 'true'], capture_output=True,
+                               stdin=subprocess.DEVNULL).returncode == 0:
+        return [sudo, '-n']
+    return None
+
+
+def require_root():
+    """Skip the test without root or password-less sudo (fail it in CI)."""
+    if privileged() is not None:
         return
-    message = 'loop devices need root'
+    message = 'loop devices need root or password-less sudo'
     if os.environ.get('CI'):
         raise RuntimeError('CI is set and ' + message)
     raise testtools.TestCase.skipException(message)
@@ -82,11 +98,15 @@ class NodeGuard(fixtures.Fixture):
         if intact and not leftovers:
             return
         if not intact:
-            if os.path.lexists(self.path):
-                os.unlink(self.path)
-            os.mknod(self.path, self._kind | self._mode, self._rdev)
-            os.chown(self.path, *self._owner)
-            os.chmod(self.path, self._mode)
+            as_root = privileged() or []
+            kind = 'b' if self._kind == stat.S_IFBLK else 'c'
+            for command in (
+                    ['rm', '-f', self.path],
+                    ['mknod', '-m', '%o' % self._mode, self.path, kind,
+                     str(os.major(self._rdev)), str(os.minor(self._rdev))],
+                    ['chown', '%d:%d' % self._owner, self.path]):
+                subprocess.run(as_root + command, check=True,
+                               capture_output=True)
         raise AssertionError('%s was replaced (or temp files were left '
                              'beside it: %s); it was put back'
                              % (self.path, leftovers))
@@ -111,10 +131,17 @@ class LoopDevice(object):
         with open(backing, 'wb') as f:
             for start in range(0, self.size, _CHUNK):
                 f.write(FILL * min(_CHUNK, self.size - start))
+        as_root = privileged() or []
         try:
             self.path = subprocess.run(
-                [losetup, '-f', '--show', backing], check=True,
+                as_root + [losetup, '-f', '--show', backing], check=True,
                 capture_output=True, text=True).stdout.strip()
+            if as_root:
+                # Handed to this user, as a volume is to the service
+                # that writes it.
+                subprocess.run(as_root + ['chown', str(os.getuid()),
+                                          self.path], check=True,
+                               capture_output=True)
         except BaseException:
             shutil.rmtree(self._workdir, ignore_errors=True)
             raise
@@ -122,8 +149,9 @@ class LoopDevice(object):
     def stop(self):
         """Detach the device and remove its backing file."""
         if self.path:
-            subprocess.run([base.require_binary('losetup'), '-d',
-                            self.path], check=False, capture_output=True)
+            subprocess.run((privileged() or [])
+                           + [base.require_binary('losetup'), '-d',
+                              self.path], check=False, capture_output=True)
             self.path = None
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)

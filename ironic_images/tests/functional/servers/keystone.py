@@ -56,6 +56,8 @@ connection = sqlite:///%(workdir)s/keystone.db
 provider = fernet
 [fernet_tokens]
 key_repository = %(workdir)s/fernet
+[fernet_receipts]
+key_repository = %(workdir)s/fernet
 [credential]
 key_repository = %(workdir)s/credential
 [identity]

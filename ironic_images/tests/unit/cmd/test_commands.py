@@ -127,8 +127,11 @@ class LocalFileTestCase(cli_base.CommandTestCase):
     """A path typed at a terminal is the person's: no allow-list."""
 
     def test_show_a_local_file_without_any_config(self):
+        # Back to where the test started: the store's directory is gone
+        # once the test ends, and the next test in this process would be
+        # left in a removed directory.
+        self.addCleanup(os.chdir, os.getcwd())
         os.chdir(self.store)
-        self.addCleanup(os.chdir, os.path.dirname(self.store))
         code, out, err = self.run_main('show', 'disk.img', '-f', 'json',
                                        config=False)
         self.assertEqual((0, ''), (code, err))

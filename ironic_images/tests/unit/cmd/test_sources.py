@@ -47,8 +47,8 @@ class LocalPathTestCase(cli_base.CommandTestCase):
             self.assertEqual(text, sources.local_path(text))
 
     def test_an_existing_file_wins_over_an_id(self):
+        self.addCleanup(os.chdir, os.getcwd())
         os.chdir(self.store)
-        self.addCleanup(os.chdir, '/')
         with open(UUID, 'wb') as f:
             f.write(b'x')
         self.assertEqual(UUID, sources.local_path(UUID))
