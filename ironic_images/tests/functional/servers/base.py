@@ -273,21 +273,29 @@ def _stop_leftovers():
         server.stop()
 
 
+# (server class, test class) -> the server its tests share.
+_SHARED = {}
+
+
 class ServerFixture(fixtures.Fixture):
-    """Run a server for the duration of a test.
+    """Run a server for the duration of a test, or share one.
 
     Subclasses set ``server_class``; the constructor arguments are passed
     to it.  The server is in the ``server`` attribute, and its attributes
     (``url``, ``port``...) can be read on the fixture itself.
+
+    :param share_with: a test class: its tests share one server, started
+        by the first of them and stopped after the last (a class cleanup).
     """
 
     #: The class of the server, with start() and stop() methods.
     server_class = None
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, share_with=None, **kwargs):
         super(ServerFixture, self).__init__()
         self._args = args
         self._kwargs = kwargs
+        self._share_with = share_with
         self.server = None
 
     def setUp(self):
@@ -298,15 +306,31 @@ class ServerFixture(fixtures.Fixture):
         super(ServerFixture, self).setUp()
 
     def _setUp(self):
-        self.server = self.server_class(*self._args, **self._kwargs)
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        if self._share_with is None:
+            self.server = self.server_class(*self._args, **self._kwargs)
+            self.addCleanup(self.server.stop)
+            self.server.start()
+            return
+        key = (self.server_class, self._share_with)
+        server = _SHARED.get(key)
+        if server is None or server.process is None:
+            server = self.server_class(*self._args, **self._kwargs)
+            server.start()
+            _SHARED[key] = server
+            self._share_with.addClassCleanup(_stop_shared, key)
+        self.server = server
 
     def __getattr__(self, name):
         server = self.__dict__.get('server')
         if server is None or name.startswith('_'):
             raise AttributeError(name)
         return getattr(server, name)
+
+
+def _stop_shared(key):
+    server = _SHARED.pop(key, None)
+    if server is not None:
+        server.stop()
 
 
 class SetupScript:

@@ -370,9 +370,6 @@ class GlanceServer(base.ProcessServer):
         return entries
 
 
-_shared = {}  # test class -> its GlanceServer
-
-
 class GlanceFixture(base.ServerFixture):
     """Run a :class:`GlanceServer` during a test, or share one.
 
@@ -388,28 +385,6 @@ class GlanceFixture(base.ServerFixture):
 
     server_class = GlanceServer
 
-    def __init__(self, *args, share_with=None, **kwargs):
-        super(GlanceFixture, self).__init__(*args, **kwargs)
-        self._share_with = share_with
-
     def setUp(self):
         ensure_venv()
         super(GlanceFixture, self).setUp()
-
-    def _setUp(self):
-        if self._share_with is None:
-            return super(GlanceFixture, self)._setUp()
-        owner = self._share_with
-        server = _shared.get(owner)
-        if server is None or server.process is None:
-            server = self.server_class(*self._args, **self._kwargs)
-            server.start()
-            _shared[owner] = server
-            owner.addClassCleanup(_stop_shared, owner)
-        self.server = server
-
-
-def _stop_shared(owner):
-    server = _shared.pop(owner, None)
-    if server is not None:
-        server.stop()

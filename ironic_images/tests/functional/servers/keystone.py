@@ -295,9 +295,6 @@ class KeystoneServer(base.ProcessServer):
         return token, expiry
 
 
-_shared = {}  # test class -> its KeystoneServer
-
-
 class KeystoneFixture(base.ServerFixture):
     """Run a :class:`KeystoneServer` during a test, or share one.
 
@@ -309,28 +306,6 @@ class KeystoneFixture(base.ServerFixture):
 
     server_class = KeystoneServer
 
-    def __init__(self, *args, share_with=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._share_with = share_with
-
     def setUp(self):
         ensure_venv()
         super().setUp()
-
-    def _setUp(self):
-        if self._share_with is None:
-            return super()._setUp()
-        owner = self._share_with
-        server = _shared.get(owner)
-        if server is None or server.process is None:
-            server = self.server_class(*self._args, **self._kwargs)
-            server.start()
-            _shared[owner] = server
-            owner.addClassCleanup(_stop_shared, owner)
-        self.server = server
-
-
-def _stop_shared(owner):
-    server = _shared.pop(owner, None)
-    if server is not None:
-        server.stop()
